@@ -1,0 +1,74 @@
+"""Config resolvers and the checks that run before any data is loaded."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names the key, the value and what is allowed."""
+
+
+@lru_cache
+def cpu_has_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    if accelerator in ("auto", "gpu", "cuda"):
+        return "cuda" if torch.cuda.is_available() else "cpu" if accelerator == "auto" else "cuda"
+    return accelerator
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """The fastest precision that keeps accuracy: bf16 autocast where the hardware has bf16, else fp32."""
+    if resolve_accelerator(accelerator) == "cuda":
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+
+
+def _check(ok: bool, key: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value} is not allowed: {allowed}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse impossible settings before any data is loaded or any work is done."""
+    net, opt, data, trainer = cfg.model.net, cfg.model.optimizer, cfg.data, cfg.trainer
+    if "dropout" in net:
+        _check(0 <= net.dropout < 1, "model.net.dropout", net.dropout, "it must be in [0, 1)")
+    for key in ("lr", "max_lr"):
+        for section, name in ((opt, "model.optimizer"), (cfg.model.get("scheduler") or {}, "model.scheduler")):
+            if section.get(key) is not None:
+                _check(section[key] > 0, f"{name}.{key}", section[key], "it must be > 0")
+    _check(data.batch_size >= 1, "data.batch_size", data.batch_size, "it must be >= 1")
+    _check(data.val_size >= 0, "data.val_size", data.val_size, "it must be >= 0 (0 disables validation)")
+    if not data.get("train_csv"):
+        _check(data.val_size < 60_000, "data.val_size", data.val_size, "it must be smaller than the 60000 training images")
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and epochs != -1:
+        _check(epochs >= 1, "trainer.max_epochs", epochs, "it must be >= 1 (or -1 with trainer.max_steps)")
+    precision = str(trainer.get("precision", "32-true"))
+    _check(precision in PRECISIONS, "trainer.precision", precision, f"choose one of {', '.join(PRECISIONS)}")
+    device = resolve_accelerator(str(trainer.get("accelerator", "auto")))
+    if device == "cuda":
+        _check(torch.cuda.is_available(), "trainer.accelerator", trainer.accelerator, "no CUDA GPU is visible here; use trainer=cpu")
+        if precision.startswith("bf16"):
+            _check(torch.cuda.is_bf16_supported(), "trainer.precision", precision, "this GPU has no bf16; use 16-mixed or 32-true")
+    elif precision.startswith("16"):
+        _check(False, "trainer.precision", precision, f"fp16 needs a GPU; on {device} use bf16-mixed or 32-true")

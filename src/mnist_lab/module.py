@@ -1,0 +1,107 @@
+"""One LightningModule for every network: cross-entropy, accuracy, optimizer and schedule from config."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+# MNIST training-set pixel statistics; part of the model so a checkpoint carries its preprocessing.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def _plain(value: Any) -> Any:
+    # Checkpoints must load with weights_only=True, which refuses OmegaConf containers.
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+def piecewise_lr(optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> LambdaLR:
+    """One learning rate per epoch (the last one repeats): the tutorial's 5e-4, 3e-4, 1e-4."""
+    base = optimizer.param_groups[0]["lr"]
+    return LambdaLR(optimizer, lambda epoch: lrs[min(epoch, len(lrs) - 1)] / base)
+
+
+class DigitClassifier(L.LightningModule):
+    """Wraps a network built from ``net`` (a ``_target_`` dict) so checkpoints rebuild it alone."""
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: Optional[dict] = None,
+        scheduler_interval: str = "step",
+        label_smoothing: float = 0.0,
+        mean: float = MNIST_MEAN,
+        std: float = MNIST_STD,
+    ) -> None:
+        super().__init__()
+        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        self.save_hyperparameters(logger=False)
+        self.net = instantiate(net)
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(10, average="micro") for _ in range(3))
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for images ``x`` of shape (B, 1, 28, 28) with values in [0, 1]."""
+        return self.net((x - self.hparams.mean) / self.hparams.std)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        if not torch.isfinite(loss):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise FloatingPointError(
+                f"train_loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"the learning rate ({lr:g}) is probably too high."
+            )
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=True, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        accuracy(logits, y)
+        self.log(f"{stage}_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}_acc", accuracy, prog_bar=True)
+
+    def on_train_start(self) -> None:
+        # The sanity check's few batches must not count as the best validation accuracy.
+        self.val_acc_best.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val_acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        make_scheduler = instantiate(self.hparams.scheduler)
+        extra = {}
+        # OneCycleLR and friends need the run's length, which only the trainer knows.
+        if "total_steps" in inspect.signature(make_scheduler).parameters:
+            steps = self.trainer.estimated_stepping_batches
+            extra["total_steps"] = int(steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs)
+        scheduler = make_scheduler(optimizer, **extra)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}}

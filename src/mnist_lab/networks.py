@@ -1,0 +1,63 @@
+"""The three networks. Each takes (B, 1, 28, 28) normalised images and returns (B, 10) logits."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class CNN(nn.Sequential):
+    """The tutorial's CNN: two 5x5 conv + max-pool blocks, FC 1024, dropout, FC 10 (3,274,634 parameters)."""
+
+    def __init__(self, dropout: float = 0.5, tutorial_init: bool = False) -> None:
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+        super().__init__(
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(7 * 7 * 64, 1024),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(1024, 10),
+        )
+        if tutorial_init:
+            for layer in self:
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    # tf.truncated_normal(stddev=0.1) cuts at two standard deviations.
+                    nn.init.trunc_normal_(layer.weight, std=0.1, a=-0.2, b=0.2)
+                    nn.init.constant_(layer.bias, 0.1)
+
+
+class LogReg(nn.Sequential):
+    """Softmax (multinomial logistic) regression: 784 -> 10 (7,850 parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+
+class MLP(nn.Sequential):
+    """784 -> hidden... -> 10; the default is the tutorial's 10 sigmoid units (7,960 parameters)."""
+
+    def __init__(self, hidden: Sequence[int] = (10,), activation: str = "sigmoid", dropout: float = 0.0) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.net.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 28 * 28
+        for size in hidden:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, 10))
+        super().__init__(*layers)
+

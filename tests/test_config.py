@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mnist_lab.config import ConfigError, auto_precision, cpu_has_bf16, validate
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{g}={o}" for g in ("model", "trainer", "logger", "callbacks", "debug", "experiment") for o in options(g)]
+    + [f"model/{g}={o}" for g in ("optimizer", "scheduler") for o in options(f"model/{g}")],
+)
+def test_every_config_option_composes_and_instantiates(make_cfg, override):
+    cfg = make_cfg(override)
+    OmegaConf.resolve(cfg)
+    validate(cfg)
+    model = instantiate(cfg.model)
+    assert model.net(__import__("torch").zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert instantiate(cfg.data).batch_size == cfg.data.batch_size
+    for section in ("logger", "callbacks"):
+        for conf in (cfg.get(section) or {}).values():
+            assert instantiate(conf) is not None
+
+
+def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):
+    cfg = make_cfg("data=csv", f"data.train_csv={tmp_path}/train.csv")
+    assert cfg.data.train_csv.endswith("train.csv") and cfg.data.test_csv is None
+    with pytest.raises(Exception, match="train_csv"):
+        OmegaConf.to_container(make_cfg("data=csv").data, resolve=True, throw_on_missing=True)
+
+
+def test_experiments_reproduce_the_tutorial_recipes(make_cfg):
+    cnn = make_cfg("experiment=seed_cnn")
+    assert cnn.model.optimizer._target_ == "torch.optim.Adam" and cnn.model.scheduler.lrs == [5e-4, 3e-4, 1e-4]
+    assert (cnn.data.batch_size, cnn.model.net.dropout, cnn.trainer.max_epochs) == (50, 0.5, 3)
+    logreg = make_cfg("experiment=seed_logreg")
+    assert (logreg.model.optimizer._target_, logreg.model.optimizer.lr, logreg.data.batch_size) == ("torch.optim.SGD", 0.5, 100)
+    assert logreg.model.net._target_.endswith("LogReg") and logreg.trainer.max_steps == 1000
+    mlp = make_cfg("experiment=seed_mlp")
+    assert mlp.model.net.hidden == [10] and mlp.model.net.activation == "sigmoid" and mlp.trainer.max_epochs == 10
+
+
+def test_command_line_overrides_still_apply_over_an_experiment(make_cfg):
+    cfg = make_cfg("experiment=seed_cnn", "model.optimizer.lr=0.01", "seed=0")
+    assert cfg.model.optimizer.lr == 0.01 and cfg.seed == 0
+
+
+def test_unknown_model_name_lists_the_choices(make_cfg):
+    with pytest.raises(MissingConfigException, match=r"Available options in .model.:\s+cnn\s+logreg\s+mlp"):
+        make_cfg("model=resnet")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.net.dropout=1.5", r"model.net.dropout=1.5 is not allowed: it must be in \[0, 1\)"),
+        ("model.optimizer.lr=0", "model.optimizer.lr=0 is not allowed: it must be > 0"),
+        ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: it must be >= 1"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 is not allowed"),
+        ("data.val_size=60000", "data.val_size=60000 is not allowed: it must be smaller than the 60000"),
+        ("trainer.precision=16-mixed", "trainer.precision=16-mixed is not allowed: fp16 needs a GPU"),
+        ("trainer.precision=fp8", "trainer.precision=fp8 is not allowed: choose one of"),
+        ("trainer=gpu", "trainer.accelerator=gpu is not allowed: no CUDA GPU"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):
+    if "gpu" in override and __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is present")
+    cfg = make_cfg(override)
+    if override == "trainer=gpu":  # the fixture pins the CPU; ask for the GPU again
+        cfg.trainer.accelerator = "gpu"
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def test_auto_precision_follows_the_hardware():
+    assert auto_precision("cpu") == ("bf16-mixed" if cpu_has_bf16() else "32-true")

@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_lab import data as data_mod
+from mnist_lab.data import (
+    MNIST_FILES,
+    SHIPPED_DIR,
+    DataError,
+    IndexBatchSampler,
+    MNISTDataModule,
+    load_mnist,
+    random_affine,
+    read_digit_csv,
+    read_idx,
+)
+
+
+@pytest.fixture(scope="module")
+def mnist() -> dict[str, torch.Tensor]:
+    return load_mnist(SHIPPED_DIR, download=False)
+
+
+def test_shipped_files_are_the_official_mnist(mnist):
+    assert mnist["train_x"].shape == (60_000, 28, 28) and mnist["train_x"].dtype == torch.uint8
+    assert mnist["test_x"].shape == (10_000, 28, 28) and mnist["test_y"].dtype == torch.int64
+    # First labels of the official t10k set, and its class balance.
+    assert mnist["test_y"][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert torch.bincount(mnist["test_y"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert int(mnist["train_x"].max()) == 255 and int(mnist["train_x"].min()) == 0
+
+
+def test_datamodule_splits_validation_from_training_and_keeps_the_test_set():
+    dm = MNISTDataModule(val_size=5000, split_seed=3)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (55_000, 5000, 10_000)
+    assert dm.train_set.images.dtype == torch.uint8 and dm.train_set.labels.dtype == torch.int64
+    # Disjoint and together the whole training set: compare images as bytes.
+    rows = {bytes(img.numpy()) for img in dm.val_set.images[:500]}
+    assert not rows & {bytes(img.numpy()) for img in dm.train_set.images[:20_000]}
+    official = load_mnist(SHIPPED_DIR, download=False)
+    assert torch.equal(dm.test_set.images, official["test_x"]) and torch.equal(dm.test_set.labels, official["test_y"])
+
+    same = MNISTDataModule(val_size=5000, split_seed=3)
+    same.setup()
+    other = MNISTDataModule(val_size=5000, split_seed=4)
+    other.setup()
+    assert torch.equal(same.val_set.labels, dm.val_set.labels) and torch.equal(same.val_set.images, dm.val_set.images)
+    assert not torch.equal(other.val_set.images, dm.val_set.images)
+
+
+def test_val_size_zero_means_no_validation_and_too_large_is_refused():
+    dm = MNISTDataModule(val_size=0)
+    dm.setup()
+    assert len(dm.train_set) == 60_000 and dm.val_set is None and dm.val_dataloader() == []
+    with pytest.raises(ValueError, match="val_size=60000 must be smaller than the 60000"):
+        MNISTDataModule(val_size=60_000).setup()
+
+
+def test_batches_are_whole_index_batches_converted_on_transfer():
+    dm = MNISTDataModule(val_size=100, batch_size=64)
+    dm.setup()
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (64, 28, 28) and images.dtype == torch.uint8 and labels.shape == (64,)
+    x, y = dm.on_after_batch_transfer((images, labels), 0)
+    assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1 and torch.equal(y, labels)
+    assert torch.allclose(x[:, 0] * 255, images.float())
+    assert len(dm.train_dataloader()) == -(-59_900 // 64)
+
+
+def test_augmentation_only_while_training():
+    class FakeTrainer:
+        training = True
+
+    dm = MNISTDataModule(augment={"degrees": 15, "translate": 0.1, "scale": 0.1})
+    dm.trainer = FakeTrainer()
+    images = load_mnist(SHIPPED_DIR, download=False)["test_x"][:16]
+    labels = torch.zeros(16, dtype=torch.long)
+    plain = images.unsqueeze(1).float() / 255
+    augmented, _ = dm.on_after_batch_transfer((images, labels), 0)
+    assert augmented.shape == plain.shape and not torch.allclose(augmented, plain)
+    # Each image gets its own transform, and ink stays roughly the same amount.
+    changes = (augmented - plain).abs().flatten(1).sum(1)
+    assert changes.unique().numel() == 16
+    assert torch.allclose(augmented.sum((1, 2, 3)), plain.sum((1, 2, 3)), rtol=0.35)
+    FakeTrainer.training = False
+    evaluated, _ = dm.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(evaluated, plain)
+
+
+def test_random_affine_without_motion_is_the_identity():
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(random_affine(x, degrees=0, translate=0, scale=0), x, atol=1e-5)
+
+
+def test_sampler_shards_ranks_disjointly_and_reshuffles_each_epoch():
+    shards = [torch.cat(list(IndexBatchSampler(103, 10, True, seed=1, rank=r, world_size=2))) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 52  # padded like DistributedSampler
+    assert set(shards[0].tolist()) | set(shards[1].tolist()) == set(range(103))
+    assert len(set(shards[0].tolist()) & set(shards[1].tolist())) <= 1
+    sampler = IndexBatchSampler(103, 10, True, seed=1)
+    first = torch.cat(list(sampler))
+    sampler.set_epoch(1)
+    assert not torch.equal(first, torch.cat(list(sampler)))
+    assert len(sampler) == 11 and sorted(first.tolist()) == list(range(103))
+    assert torch.equal(torch.cat(list(IndexBatchSampler(25, 10, False))), torch.arange(25))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "truncated or corrupted"),
+        (lambda b: b[:5], "too short for an IDX header"),
+        (lambda b: (2049).to_bytes(4, "big") + b[4:], "wrong magic number 2049"),
+        (lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]), "MD5"),
+    ],
+)
+def test_damaged_idx_file_is_refused_naming_the_file(mnist_copy: Path, damage, message):
+    target = mnist_copy / MNIST_FILES["test_images"].name
+    target.write_bytes(damage(target.read_bytes()))
+    with pytest.raises(DataError, match=message) as err:
+        MNISTDataModule(data_dir=str(mnist_copy)).setup()
+    assert str(target) in str(err.value)
+
+
+def test_broken_gzip_is_refused(tmp_path: Path):
+    bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(gzip.compress(bytes(range(256)) * 40)[:200])
+    with pytest.raises(DataError, match="cannot read or decompress"):
+        read_idx(bad, MNIST_FILES["test_labels"])
+
+
+def test_data_folder_is_left_untouched_on_error(mnist_copy: Path):
+    target = mnist_copy / MNIST_FILES["train_labels"].name
+    target.write_bytes(target.read_bytes()[:100])
+    before = {p.name: p.read_bytes() for p in mnist_copy.iterdir()}
+    with pytest.raises(DataError):
+        load_mnist(mnist_copy)
+    assert {p.name: p.read_bytes() for p in mnist_copy.iterdir()} == before
+
+
+def test_missing_files_fall_back_to_download_and_say_where_to_put_them(tmp_path: Path, monkeypatch):
+    calls = []
+
+    class OfflineMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            raise RuntimeError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", OfflineMNIST)
+    with pytest.raises(DataError) as err:
+        MNISTDataModule(data_dir=str(tmp_path)).setup()
+    assert calls == [(str(tmp_path), True, True)]
+    text = str(err.value)
+    assert "train-images-idx3-ubyte" in text and str(tmp_path) in text and str(data_mod.SHIPPED_DIR) in text
+
+
+def _write_csv(path: Path, rows: list[str], label: bool = True) -> Path:
+    header = (["label"] if label else []) + [f"pixel{i}" for i in range(784)]
+    path.write_text("\n".join([",".join(header), *rows]) + "\n")
+    return path
+
+
+def test_kaggle_csv_is_read_with_and_without_labels(tmp_path: Path, mnist):
+    images, labels = mnist["test_x"][:5], mnist["test_y"][:5]
+    rows = [",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(images, labels)]
+    x, y = read_digit_csv(_write_csv(tmp_path / "train.csv", rows))
+    assert torch.equal(x, images) and torch.equal(y, labels)
+    x, y = read_digit_csv(_write_csv(tmp_path / "test.csv", [r.split(",", 1)[1] for r in rows], label=False))
+    assert torch.equal(x, images) and y is None
+
+    dm = MNISTDataModule(train_csv=str(tmp_path / "train.csv"), val_size=2)
+    dm.setup()
+    assert len(dm.train_set) == 3 and len(dm.val_set) == 2 and dm.test_set is None
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("1," + ",".join(["0"] * 783), "line 3: 784 columns, expected 785"),
+        ("1," + ",".join(["0"] * 783) + ",x", "line 3, column 785: 'x' is not an integer"),
+        ("1," + ",".join(["0"] * 783) + ",256", "line 3: pixel value outside 0-255"),
+        ("12," + ",".join(["0"] * 784), "line 3: label outside 0-9"),
+    ],
+)
+def test_bad_csv_rows_are_refused_with_their_line_number(tmp_path: Path, row, message):
+    good = "3," + ",".join(["0"] * 784)
+    path = _write_csv(tmp_path / "bad.csv", [good, row])
+    with pytest.raises(DataError, match=message) as err:
+        read_digit_csv(path)
+    assert str(path) in str(err.value)
+
+
+def test_empty_or_headless_csv_is_refused(tmp_path: Path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        read_digit_csv(tmp_path / "empty.csv")
+    with pytest.raises(DataError, match="no rows"):
+        read_digit_csv(_write_csv(tmp_path / "header_only.csv", []))
+    (tmp_path / "narrow.csv").write_text("label,a,b\n1,2,3\n")
+    with pytest.raises(DataError, match="line 1: header has 3 columns"):
+        read_digit_csv(tmp_path / "narrow.csv")
+    with pytest.raises(DataError, match="no such CSV"):
+        read_digit_csv(tmp_path / "missing.csv")

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from mnist_lab.module import DigitClassifier, piecewise_lr
+from mnist_lab.networks import CNN, MLP, LogReg
+
+
+@pytest.mark.parametrize(
+    "net, params",
+    [(CNN(), 3_274_634), (LogReg(), 7_850), (MLP(), 7_960), (MLP(hidden=[64, 32], activation="relu"), 52_650)],
+)
+def test_networks_have_the_tutorial_sizes_and_give_ten_logits(net, params):
+    assert sum(p.numel() for p in net.parameters()) == params
+    assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_tutorial_init_uses_truncated_normal_and_constant_bias():
+    net = CNN(tutorial_init=True)
+    weights = torch.cat([m.weight.flatten() for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    assert weights.abs().max() <= 0.2 and 0.08 < weights.std() < 0.1
+    assert all(torch.all(m.bias == 0.1) for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+
+
+def test_bad_network_settings_are_refused():
+    with pytest.raises(ValueError, match=r"dropout=1.0 is outside \[0, 1\)"):
+        CNN(dropout=1.0)
+    with pytest.raises(ValueError, match="activation='swish' is unknown"):
+        MLP(activation="swish")
+
+
+def test_piecewise_lr_gives_one_rate_per_epoch():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    sched = piecewise_lr(opt, [5e-4, 3e-4, 1e-4])
+    seen = []
+    for _ in range(4):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([5e-4, 3e-4, 1e-4, 1e-4])
+
+
+@pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])
+def test_every_model_trains_one_batch_with_fast_dev_run(make_cfg, model):
+    from mnist_lab.cli import train
+
+    cfg = make_cfg(f"model={model}", "debug=fast", "data.batch_size=16", "data.eval_batch_size=16")
+    val_acc_best = train(cfg)  # one train, val and test batch each
+    assert isinstance(val_acc_best, float) and 0 <= val_acc_best <= 1
+
+
+def test_module_forward_normalises_inputs_in_unit_range():
+    model = instantiate(
+        {
+            "_target_": "mnist_lab.module.DigitClassifier",
+            "_recursive_": False,
+            "net": {"_target_": "mnist_lab.networks.LogReg"},
+            "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        }
+    )
+    assert isinstance(model, DigitClassifier)
+    x = torch.rand(2, 1, 28, 28)
+    expected = model.net((x - 0.1307) / 0.3081)
+    assert torch.allclose(model(x), expected)
+    assert torch.allclose(model.predict_step(x, 0).sum(1), torch.ones(2))

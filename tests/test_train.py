@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_lab.cli import train
+from mnist_lab.data import MNISTDataModule
+from mnist_lab.module import DigitClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["debug=tiny", "trainer.accelerator=cpu"]
+
+
+def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    result = run_train(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Test accuracy:" in result.stdout
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    checkpoints = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    assert len(checkpoints) == 1 and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    events = EventAccumulator(str(run_dir)).Reload()
+    assert {"train_loss_step", "val_acc", "val_acc_best", "test_acc"} <= set(events.Tags()["scalars"])
+    assert not (tmp_path / "lightning_logs").exists()
+
+    # The checkpoint holds only plain data and rebuilds the network by itself.
+    raw = torch.load(checkpoints[0], weights_only=True, map_location="cpu")
+    model = DigitClassifier.load_from_checkpoint(checkpoints[0], map_location="cpu").eval()
+    dm = MNISTDataModule(val_size=0)
+    dm.setup()
+    x, _ = dm.on_after_batch_transfer((dm.test_set.images[:64], dm.test_set.labels[:64]), 0)
+    state = {k.removeprefix("net."): v for k, v in raw["state_dict"].items() if k.startswith("net.")}
+    twin = DigitClassifier(**raw["hyper_parameters"]).eval()
+    twin.net.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(model(x).argmax(1), twin(x).argmax(1))
+        assert torch.allclose(model(x), twin(x))
+
+
+def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path: Path):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+             "test=false"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    assert all(p.wait(timeout=600) == 0 for p in procs)
+    runs = list((tmp_path / "outputs" / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "checkpoints" / "last.ckpt").is_file() for r in runs)
+
+
+def test_seed_makes_runs_repeatable_including_seed_zero(make_cfg):
+    overrides = [*TINY, "model=mlp", "logger=[]", "callbacks=none", "test=false", "trainer.deterministic=true"]
+    first = train(make_cfg(*overrides, "seed=0"))
+    again = train(make_cfg(*overrides, "seed=0"))
+    other = train(make_cfg(*overrides, "seed=1"))
+    assert first == again and first != other
+
+
+def test_no_validation_set_tests_the_last_weights(make_cfg, capsys):
+    assert train(make_cfg(*TINY, "model=logreg", "data.val_size=0")) is None
+    assert "Test accuracy:" in capsys.readouterr().out

@@ -1,0 +1,18 @@
+"""Train a digit classifier: ``python train.py model=cnn`` (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_lab.cli import train
+from mnist_lab.config import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
