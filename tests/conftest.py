@@ -36,3 +36,22 @@ def mnist_copy(tmp_path: Path) -> Path:
     for gz in SHIPPED_DIR.glob("*.gz"):
         (folder / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> dict:
+    """A CNN trained briefly through train.py (~97 % accurate): its run folder, checkpoint and test accuracy."""
+    import re
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "trainer.accelerator=cpu", "trainer.max_epochs=1",
+         "trainer.limit_train_batches=120", "trainer.limit_val_batches=1", "callbacks.progress_bar.refresh_rate=0",
+         f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(re.search(r"Test accuracy: ([\d.]+) %", result.stdout).group(1)) / 100
+    return {"dir": run_dir, "ckpt": next((run_dir / "checkpoints").glob("epoch*.ckpt")), "test_acc": accuracy}

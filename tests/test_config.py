@@ -36,8 +36,8 @@ def test_every_config_option_composes_and_instantiates(make_cfg, override):
 def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):
     cfg = make_cfg("data=csv", f"data.train_csv={tmp_path}/train.csv")
     assert cfg.data.train_csv.endswith("train.csv") and cfg.data.test_csv is None
-    with pytest.raises(Exception, match="train_csv"):
-        OmegaConf.to_container(make_cfg("data=csv").data, resolve=True, throw_on_missing=True)
+    with pytest.raises(ConfigError, match="data.train_csv=None is not allowed: training on CSVs needs"):
+        validate(make_cfg("data=csv", f"data.test_csv={tmp_path}/test.csv"))
 
 
 def test_experiments_reproduce_the_tutorial_recipes(make_cfg):

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from mnist_lab.callbacks import log_hparams
 from mnist_lab.config import validate
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,29 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
+def _name(target: str) -> str:
+    return target.rsplit(".", 1)[-1]
+
+
+def run_hparams(cfg: DictConfig) -> dict:
+    """The flat, comparable settings of a run, for TensorBoard's HPARAMS tab."""
+    model = cfg.model
+    return {
+        "model": _name(model.net._target_),
+        "optimizer": _name(model.optimizer._target_),
+        "lr": model.optimizer.lr,
+        "weight_decay": model.optimizer.get("weight_decay", 0.0),
+        "scheduler": _name(model.scheduler._target_) if model.get("scheduler") else "none",
+        "dropout": model.net.get("dropout", 0.0),
+        "label_smoothing": model.get("label_smoothing", 0.0),
+        "max_epochs": cfg.trainer.max_epochs,
+        "batch_size": cfg.data.batch_size,
+        "augment": bool(cfg.data.augment),
+        "seed": cfg.seed if cfg.get("seed") is not None else "none",
+        "precision": str(cfg.trainer.precision),
+    }
+
+
 def train(cfg: DictConfig) -> Optional[float]:
     """Fit, then test the best checkpoint; returns ``cfg.optimized_metric`` for sweepers."""
     validate(cfg)
@@ -36,6 +60,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     # The summary table rounds to "3.3 M"; the exact count is what the tutorials quote.
     print(f"{type(model.net).__name__}: {sum(p.numel() for p in model.net.parameters()):,} parameters")
     trainer = build_trainer(cfg)
+    log_hparams(trainer, run_hparams(cfg))
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
@@ -58,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
                 _check(section[key] > 0, f"{name}.{key}", section[key], "it must be > 0")
     _check(data.batch_size >= 1, "data.batch_size", data.batch_size, "it must be >= 1")
     _check(data.val_size >= 0, "data.val_size", data.val_size, "it must be >= 0 (0 disables validation)")
+    if "train_csv" in data and not data.train_csv:
+        _check(not data.get("test_csv"), "data.train_csv", None, "training on CSVs needs a labelled training CSV")
     if not data.get("train_csv"):
         _check(data.val_size < 60_000, "data.val_size", data.val_size, "it must be smaller than the 60000 training images")
     epochs = trainer.get("max_epochs")
@@ -72,3 +78,26 @@ def validate(cfg: DictConfig) -> None:
             _check(torch.cuda.is_bf16_supported(), "trainer.precision", precision, "this GPU has no bf16; use 16-mixed or 32-true")
     elif precision.startswith("16"):
         _check(False, "trainer.precision", precision, f"fp16 needs a GPU; on {device} use bf16-mixed or 32-true")
+
+
+def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """A single run stops on a known problem with one line, not a traceback; sweeps record it instead."""
+    from mnist_lab.data import DataError
+    from mnist_lab.module import CheckpointError
+
+    @functools.wraps(main)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return main(cfg)
+        except (ConfigError, DataError, CheckpointError, FloatingPointError) as err:
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            raise SystemExit(f"error: {err}") from None
+
+    return wrapper
+
+
+def require(cfg: DictConfig, key: str, example: str) -> Any:
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise ConfigError(f"{key} is missing: e.g. {example}")
+    return cfg[key]

@@ -15,7 +15,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import numpy as np
@@ -262,32 +262,33 @@ class MNISTDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     def load(self) -> dict[str, Optional[torch.Tensor]]:
-        if self.train_csv:
-            train_x, train_y = read_digit_csv(Path(self.train_csv))
-            if train_y is None:
-                raise DataError(f"{self.train_csv}: a training CSV needs a 'label' column first.")
-            test_x, test_y = read_digit_csv(Path(self.test_csv)) if self.test_csv else (None, None)
-            return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-        return load_mnist(self.data_dir)
+        if not (self.train_csv or self.test_csv):
+            return load_mnist(self.data_dir)
+        train_x, train_y = read_digit_csv(Path(self.train_csv)) if self.train_csv else (None, None)
+        if self.train_csv and train_y is None:
+            raise DataError(f"{self.train_csv}: a training CSV needs a 'label' column first.")
+        test_x, test_y = read_digit_csv(Path(self.test_csv)) if self.test_csv else (None, None)
+        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
 
     def setup(self, stage: Optional[str] = None) -> None:
-        if self.train_set is not None:
+        if self.train_set is not None or self.test_set is not None:
             return
         data = self.load()
-        n = len(data["train_y"])
-        if self.val_size >= n:
-            raise ValueError(f"data.val_size={self.val_size} must be smaller than the {n} training images.")
-        # Its own seed: the same validation images whatever the training seed or rank.
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size :].sort().values
         if self.resident_on_device and self.trainer is not None:
             device = self.trainer.strategy.root_device
             data = {k: v.to(device) if v is not None else None for k, v in data.items()}
-        x, y = data["train_x"], data["train_y"]
-        self.train_set = TensorBatches(x[train_idx], y[train_idx])
-        self.val_set = TensorBatches(x[val_idx], y[val_idx]) if self.val_size else None
         if data["test_x"] is not None and data["test_y"] is not None:
             self.test_set = TensorBatches(data["test_x"], data["test_y"])
+        x, y = data["train_x"], data["train_y"]
+        if x is None:
+            return
+        if self.val_size >= len(y):
+            raise ValueError(f"data.val_size={self.val_size} must be smaller than the {len(y)} training images.")
+        # Its own seed: the same validation images whatever the training seed or rank.
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size :].sort().values
+        self.train_set = TensorBatches(x[train_idx], y[train_idx])
+        self.val_set = TensorBatches(x[val_idx], y[val_idx]) if self.val_size else None
 
     def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
         trainer = self.trainer
@@ -298,6 +299,8 @@ class MNISTDataModule(L.LightningDataModule):
         return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=pin)
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            raise DataError("There is no training data: give data.train_csv, or use data=mnist.")
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> list:
@@ -308,9 +311,12 @@ class MNISTDataModule(L.LightningDataModule):
             raise DataError("There is no labelled test set: give data.test_csv with a 'label' column, or use data=mnist.")
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
 
-    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
-        images, labels = batch
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1], augmented when training; labels pass through."""
+        images, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        if images.dtype != torch.uint8:  # already floats (an example input, a user's images)
+            return batch
         x = images.unsqueeze(1).float().div_(255)
         if self.augment and self.trainer is not None and self.trainer.training:
             x = random_affine(x, **self.augment)
-        return x, labels
+        return x if labels is None else (x, labels)

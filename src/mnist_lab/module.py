@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import lightning as L
@@ -48,6 +49,7 @@ class DigitClassifier(L.LightningModule):
         self.net = instantiate(net)
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(10, average="micro") for _ in range(3))
         self.val_acc_best = MaxMetric()
+        self.example_input_array = torch.zeros(1, 1, 28, 28)  # for the model graph and summary
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for images ``x`` of shape (B, 1, 28, 28) with values in [0, 1]."""
@@ -68,12 +70,13 @@ class DigitClassifier(L.LightningModule):
         self.log("train_acc", self.train_acc, on_step=True, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         accuracy(logits, y)
         self.log(f"{stage}_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", accuracy, prog_bar=True)
+        return logits
 
     def on_train_start(self) -> None:
         # The sanity check's few batches must not count as the best validation accuracy.
@@ -86,8 +89,8 @@ class DigitClassifier(L.LightningModule):
         self.val_acc_best(self.val_acc.compute())
         self.log("val_acc_best", self.val_acc_best.compute(), prog_bar=True)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test", self.test_acc)  # logits, for the TestFigures callback
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -105,3 +108,25 @@ class DigitClassifier(L.LightningModule):
             extra["total_steps"] = int(steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs)
         scheduler = make_scheduler(optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, or not one of ours."""
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:
+    """Rebuild a trained classifier from its checkpoint alone; nothing in the file is executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path}: no such file; checkpoints are in outputs/runs/<run>/checkpoints/.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, pickle refused, not a torch file...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: cannot be read as a safe (weights-only) checkpoint: {reason}") from err
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "net" not in hparams or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (it has no network config); train one with train.py.")
+    model = DigitClassifier(**hparams)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -1,0 +1,20 @@
+"""Recognise your own digits: ``python predict.py ckpt_path=<file.ckpt> inputs=[a.png,folder/]``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_lab.config import friendly_errors, register_resolvers
+from mnist_lab.predict import predict
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    if predict(cfg):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Lightning callbacks that fill TensorBoard and the run folder with what a run learned."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from mnist_lab import figures
+
+HPARAM_METRICS = ("val_acc_best", "test_acc", "test_loss")
+
+
+def tensorboards(trainer: L.Trainer) -> list[TensorBoardLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+@rank_zero_only
+def log_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: tuple[str, ...] = HPARAM_METRICS) -> None:
+    """Fill TensorBoard's HPARAMS tab: ``params`` plus the names of the metrics to show beside them.
+
+    Unlike ``TensorBoardLogger.log_hyperparams(params, metrics)`` this writes no placeholder values
+    for the metrics: the tab shows the real ``val_acc_best``/``test_acc`` scalars logged later.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.hparams.update(params)  # for its hparams.yaml
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams_summary(params, dict.fromkeys(metrics, 0.0)):
+                writer.add_summary(summary)
+        else:
+            logger.log_hyperparams(params)
+
+
+class WeightHistograms(Callback):
+    """A histogram of every layer's weights and biases every ``every_n_epochs`` (0: never)."""
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        self.every_n_epochs = every_n_epochs
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        for logger in tensorboards(trainer):
+            for name, param in pl_module.net.named_parameters():
+                index, kind = name.rsplit(".", 1)
+                layer = type(pl_module.net.get_submodule(index)).__name__
+                logger.experiment.add_histogram(f"{index}_{layer}/{kind}", param.detach().float(), trainer.current_epoch)
+
+
+class EpochHistory(Callback):
+    """Per-epoch train/val loss and accuracy as ``epochs.csv`` and ``learning_curves.png`` in ``dirpath``."""
+
+    COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+        self.rows: list[dict[str, float]] = []
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run keeps the epochs it had already finished.
+        path = self.dirpath / "epochs.csv"
+        if path.is_file():
+            with path.open() as f:
+                self.rows = [
+                    {k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)
+                    if int(float(row["epoch"])) < trainer.current_epoch
+                ]
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch}
+        for column, key in (("train_loss", "train_loss_epoch"), ("train_acc", "train_acc_epoch"), ("val_loss", "val_loss"), ("val_acc", "val_acc")):
+            if key in metrics:
+                row[column] = float(metrics[key])
+        self.rows.append(row)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        with (self.dirpath / "epochs.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        figures.save(figures.learning_curves(self.rows), self.dirpath / "learning_curves.png")
+
+
+class TestFigures(Callback):
+    """After testing: confusion matrix, misclassified digits and sample predictions, to TensorBoard and PNG."""
+
+    def __init__(self, dirpath: str, max_images: int = 64) -> None:
+        self.dirpath, self.max_images = Path(dirpath), max_images
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confusion = MulticlassConfusionMatrix(10)
+        self.wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y = batch[0].cpu(), batch[1].cpu()
+        probs = outputs.float().softmax(-1).cpu()
+        preds = probs.argmax(-1)
+        self.confusion.update(preds, y)
+        if sum(len(w[0]) for w in self.wrong) < self.max_images:
+            miss = preds != y
+            self.wrong.append((x[miss], y[miss], preds[miss]))
+        if self.samples is None:
+            self.samples = (x[:32], y[:32], probs[:32])
+
+    @rank_zero_only
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        images, labels, preds = (torch.cat(parts) for parts in zip(*self.wrong)) if self.wrong else (torch.empty(0),) * 3
+        made = {
+            "confusion_matrix": figures.confusion_matrix_figure(self.confusion),
+            "misclassified": figures.misclassified_grid(images, labels, preds, self.max_images),
+            "predictions": figures.predictions_grid(*self.samples),
+        }
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        for name, fig in made.items():
+            for logger in tensorboards(trainer):
+                logger.experiment.add_figure(f"test/{name}", fig, trainer.global_step, close=False)
+            figures.save(fig, self.dirpath / f"{name}.png")

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from drawings import write_drawings
+from mnist_lab.data import SHIPPED_DIR, load_mnist
+from mnist_lab.predict import InputError, to_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist(SHIPPED_DIR, download=False)
+
+
+def test_eval_reproduces_the_training_runs_test_accuracy(trained_run, tmp_path: Path):
+    out = tmp_path / "eval"
+    result = run("eval.py", f"ckpt_path={trained_run['ckpt']}", "trainer.accelerator=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_acc"] == pytest.approx(trained_run["test_acc"], abs=5e-5)
+    assert metrics["images"] == 10_000 and len(metrics["per_class"]) == 10
+    assert sum(r["support"] for r in metrics["per_class"]) == 10_000
+    assert all(0.8 < r["recall"] <= 1 and 0.8 < r["precision"] <= 1 for r in metrics["per_class"])
+    assert "digit  precision  recall" in result.stdout
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (out / name).stat().st_size > 5000
+    assert list(out.glob("events.out.tfevents.*"))
+
+
+def test_eval_on_a_labelled_csv(trained_run, tmp_path: Path, mnist):
+    rows = [",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(mnist["test_x"][:50], mnist["test_y"][:50])]
+    (tmp_path / "labelled.csv").write_text("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "eval"
+    result = run("eval.py", f"ckpt_path={trained_run['ckpt']}", "data=csv", f"data.test_csv={tmp_path / 'labelled.csv'}",
+                 "trainer.accelerator=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["images"] == 50
+
+
+@pytest.mark.parametrize(
+    "ckpt, message",
+    [
+        (None, "error: ckpt_path is missing"),
+        ("missing.ckpt", "no such file"),
+        ("truncated.ckpt", "cannot be read as a safe (weights-only) checkpoint"),
+        ("pickled.ckpt", "cannot be read as a safe (weights-only) checkpoint"),
+        ("foreign.ckpt", "not a checkpoint of this project"),
+    ],
+)
+def test_eval_refuses_bad_checkpoints_in_one_line(trained_run, tmp_path: Path, ckpt, message):
+    good = trained_run["ckpt"].read_bytes()
+    (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 3])
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.ckpt")  # a whole pickled module
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, tmp_path / "foreign.ckpt")
+    result = run("eval.py", *([f"ckpt_path={tmp_path / ckpt}"] if ckpt else []), cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_to_mnist_recovers_an_mnist_digit(mnist):
+    digit = mnist["test_x"][0]
+    again = to_mnist(255 - torch.nn.functional.interpolate(digit[None, None].float(), size=(200, 200))[0, 0].byte())
+    original = digit.float() / 255
+    assert again.shape == (28, 28) and again.max() == 1
+    assert torch.nn.functional.cosine_similarity(again.flatten(), original.flatten(), dim=0) > 0.8
+    with pytest.raises(InputError, match="blank"):
+        to_mnist(torch.full((50, 60), 255, dtype=torch.uint8))
+
+
+def test_predict_recognises_drawings_and_reports_bad_inputs(trained_run, tmp_path: Path, mnist):
+    files = write_drawings(mnist["test_x"][:40], mnist["test_y"][:40], tmp_path / "drawings")
+    white_on_black = tmp_path / "white_on_black.png"
+    Image.fromarray(mnist["test_x"][1].numpy()).resize((280, 280)).save(white_on_black)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notes.png").write_text("not an image")
+    Image.new("L", (300, 200), 255).save(bad / "blank.png")
+    Image.new("L", (3000, 3000), 255).save(bad / "huge.png")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    result = run("predict.py", f"ckpt_path={trained_run['ckpt']}",
+                 f"inputs=[{tmp_path / 'drawings'},{white_on_black},{bad},{tmp_path / 'empty'}]",
+                 "max_pixels=4000000", "save_inputs=true", "save_csv=true", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    correct = sum(lines[str(path)].startswith(str(label)) for path, label in files)
+    assert correct >= 36, result.stdout
+    assert lines[str(white_on_black)].startswith(str(int(mnist["test_y"][1])))
+    assert "top 3" in lines[str(files[0][0])]
+    assert "not a readable image" in lines[str(bad / "notes.png")]
+    assert "blank" in lines[str(bad / "blank.png")]
+    assert "too large" in lines[str(bad / "huge.png")]
+    assert "folder holds no images" in lines[str(tmp_path / "empty")]
+    assert "4 input(s) could not be predicted" in result.stdout
+    with (out / "predictions.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 41
+    seen = sorted((out / "inputs").glob("*.png"))
+    assert len(seen) == 41 and Image.open(seen[0]).size == (28, 28)
+
+
+def test_predict_shows_a_test_image_and_writes_a_kaggle_submission(trained_run, tmp_path: Path, mnist):
+    pixels = [",".join(map(str, x.flatten().tolist())) for x in mnist["test_x"][:30]]
+    (tmp_path / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(pixels) + "\n")
+    out = tmp_path / "out"
+    result = run("predict.py", f"ckpt_path={trained_run['ckpt']}", "test_index=5", f"kaggle_csv={tmp_path / 'test.csv'}",
+                 f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"test image 5: true {int(mnist['test_y'][5])}, predicted" in result.stdout
+    assert Image.open(out / "test_5.png").size == (112, 112)
+    with (out / "submission.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ImageId", "Label"] and [r[0] for r in rows[1:]] == [str(i) for i in range(1, 31)]
+    hits = sum(int(r[1]) == int(y) for r, y in zip(rows[1:], mnist["test_y"][:30]))
+    assert hits >= 27
