@@ -13,7 +13,7 @@ TINY = ["debug=tiny", "trainer.max_epochs=2", "trainer.limit_train_batches=5", "
 
 
 def test_a_run_fills_tensorboard_and_its_folder(make_cfg, tmp_path: Path):
-    best = train(make_cfg(*TINY))
+    best = train(make_cfg(*TINY))["metrics"]["val_acc_best"]
     events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
     tags = events.Tags()
 

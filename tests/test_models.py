@@ -47,8 +47,8 @@ def test_every_model_trains_one_batch_with_fast_dev_run(make_cfg, model):
     from mnist_lab.cli import train
 
     cfg = make_cfg(f"model={model}", "debug=fast", "data.batch_size=16", "data.eval_batch_size=16")
-    val_acc_best = train(cfg)  # one train, val and test batch each
-    assert isinstance(val_acc_best, float) and 0 <= val_acc_best <= 1
+    metrics = train(cfg)["metrics"]  # one train, val and test batch each
+    assert 0 <= metrics["val_acc_best"] <= 1 and 0 <= metrics["test_acc"] <= 1
 
 
 def test_module_forward_normalises_inputs_in_unit_range():

@@ -62,12 +62,12 @@ def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path: Path):
 
 def test_seed_makes_runs_repeatable_including_seed_zero(make_cfg):
     overrides = [*TINY, "model=mlp", "logger=[]", "callbacks=none", "test=false", "trainer.deterministic=true"]
-    first = train(make_cfg(*overrides, "seed=0"))
-    again = train(make_cfg(*overrides, "seed=0"))
-    other = train(make_cfg(*overrides, "seed=1"))
+    first = train(make_cfg(*overrides, "seed=0"))["metrics"]
+    again = train(make_cfg(*overrides, "seed=0"))["metrics"]
+    other = train(make_cfg(*overrides, "seed=1"))["metrics"]
     assert first == again and first != other
 
 
 def test_no_validation_set_tests_the_last_weights(make_cfg, capsys):
-    assert train(make_cfg(*TINY, "model=logreg", "data.val_size=0")) is None
+    assert "val_acc_best" not in train(make_cfg(*TINY, "model=logreg", "data.val_size=0"))["metrics"]
     assert "Test accuracy:" in capsys.readouterr().out

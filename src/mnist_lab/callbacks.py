@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -66,15 +68,13 @@ class EpochHistory(Callback):
         self.dirpath = Path(dirpath)
         self.rows: list[dict[str, float]] = []
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # A resumed run keeps the epochs it had already finished.
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run keeps the epochs it had already finished (restored by now, unlike in on_fit_start).
         path = self.dirpath / "epochs.csv"
         if path.is_file():
             with path.open() as f:
-                self.rows = [
-                    {k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)
-                    if int(float(row["epoch"])) < trainer.current_epoch
-                ]
+                rows = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+            self.rows = [{**row, "epoch": int(row["epoch"])} for row in rows if row["epoch"] < trainer.current_epoch]
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -128,3 +128,25 @@ class TestFigures(Callback):
             for logger in tensorboards(trainer):
                 logger.experiment.add_figure(f"test/{name}", fig, trainer.global_step, close=False)
             figures.save(fig, self.dirpath / f"{name}.png")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it: a kill mid-save never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Saves ``interrupted.ckpt`` on Ctrl-C (not on errors: a diverged model is nothing to resume)."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            super().on_exception(trainer, pl_module, exception)

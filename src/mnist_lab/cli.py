@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
+import traceback
+from pathlib import Path
 from typing import Optional
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
 from mnist_lab.callbacks import log_hparams
-from mnist_lab.config import validate
+from mnist_lab.config import ConfigError, load_run_config, validate
+from mnist_lab.sweep import RESULT, finished_result, write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +59,20 @@ def run_hparams(cfg: DictConfig) -> dict:
     }
 
 
-def train(cfg: DictConfig) -> Optional[float]:
-    """Fit, then test the best checkpoint; returns ``cfg.optimized_metric`` for sweepers."""
+def resume_checkpoint(run_dir: Path) -> Optional[Path]:
+    """Where an unfinished run in ``run_dir`` continues from: the last finished epoch."""
+    for name in ("last.ckpt", "interrupted.ckpt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, then test the best checkpoint; returns the run's metrics, epochs and best checkpoint."""
     validate(cfg)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -62,13 +82,63 @@ def train(cfg: DictConfig) -> Optional[float]:
     trainer = build_trainer(cfg)
     log_hparams(trainer, run_hparams(cfg))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(Path(cfg.output_dir))
+    if ckpt_path:
+        print(f"Continuing from {ckpt_path}")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
     if cfg.get("test") and datamodule.test_set is not None:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-        log.info("test_acc=%.4f test_loss=%.4f (checkpoint: %s)", metrics["test_acc"], metrics["test_loss"], best or "final weights")
         print(f"Test accuracy: {100 * metrics['test_acc']:.2f} % ({best or 'final weights'})")
-    return metrics.get(cfg.get("optimized_metric"))
+    return {"metrics": metrics, "epochs": trainer.current_epoch, "checkpoint": best or None}
+
+
+def run(cfg: DictConfig) -> Optional[float]:
+    """train() for one run of train.py: skips a finished run, records result.json, returns the objective.
+
+    In a sweep a failing run is recorded as failed and returns NaN, so the other runs go on and
+    the sweep's summary lists it; alone, the error propagates.
+    """
+    if cfg.get("resume"):
+        cfg = load_run_config(cfg.resume)  # its output_dir is the resumed folder: Hydra runs there
+    run_dir = Path(cfg.output_dir)
+    objective = cfg.get("optimized_metric")
+    sweeping = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    done = finished_result(run_dir)
+    if done:
+        if not sweeping:
+            raise ConfigError(f"{run_dir} already holds a finished run ({RESULT}); start a new run instead of overwriting it.")
+        print(f"Skipping {run_dir.name}: it finished before ({RESULT}).")
+        return done.get(objective)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    record = {"overrides": overrides, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / RESULT, record)
+    start = time.perf_counter()
+    try:
+        summary = train(cfg)
+    except BaseException as err:
+        # Lightning turns Ctrl-C into SystemExit after its graceful shutdown.
+        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+        status = "interrupted" if interrupted else "failed"
+        message = "stopped by Ctrl-C" if status == "interrupted" else f"{type(err).__name__}: {err}"
+        write_json(run_dir / RESULT, {**record, "status": status, "error": message, "wall_s": time.perf_counter() - start,
+                                      "traceback": traceback.format_exc()})
+        if interrupted:
+            print(f"Interrupted. Continue with: python train.py resume={run_dir}")
+        elif sweeping:
+            log.error("Run %s failed: %s", run_dir.name, message)
+            return math.nan
+        raise
+    metrics = summary["metrics"]
+    write_json(run_dir / RESULT, {
+        **record, "status": "ok", "val_acc_best": metrics.get("val_acc_best"), "test_acc": metrics.get("test_acc"),
+        "test_loss": metrics.get("test_loss"), "epochs": summary["epochs"], "wall_s": time.perf_counter() - start,
+        "checkpoint": summary["checkpoint"],
+    })
+    return metrics.get(objective)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -42,8 +45,40 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
+def config_subdir(resume: str | None) -> str:
+    """Where Hydra saves a run's config: a resumed run keeps the original and adds its own beside it."""
+    return f".hydra/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" if resume else ".hydra"
+
+
+# Overrides that do not change what a run learns, left out of its folder name.
+_NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug")
+
+
+def run_dirname(overrides: list[str]) -> str:
+    """A sweep run's folder name from its overrides: ``dropout=0.5,lr=0.001``.
+
+    Derived from the parameters alone, so running the sweep again finds the same folders.
+    Keys are shortened to their last part unless that is ambiguous; very long names are cut and hashed.
+    """
+    items = sorted(
+        (key.lstrip("+~"), value)
+        for key, _, value in (o.partition("=") for o in overrides)
+        if not key.lstrip("+~").startswith(_NOT_IN_NAME)
+    )
+    short = [key.rsplit(".", 1)[-1] for key, _ in items]
+    name = ",".join(f"{s if short.count(s) == 1 else k}={v}" for s, (k, v) in zip(short, items))
+    name = name.replace("/", "_").replace(" ", "") or "defaults"
+    if len(name) > 150:
+        name = f"{name[:140]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+    OmegaConf.register_new_resolver("or", lambda *values: next((v for v in values if v), values[-1]), replace=True)
+    OmegaConf.register_new_resolver("config_subdir", config_subdir, replace=True)
+    OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
+    OmegaConf.register_new_resolver("threads_per_job", lambda jobs: max(1, (os.cpu_count() or 1) // int(jobs)), replace=True)
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -101,3 +136,13 @@ def require(cfg: DictConfig, key: str, example: str) -> Any:
     if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
         raise ConfigError(f"{key} is missing: e.g. {example}")
     return cfg[key]
+
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    """The config an earlier run was started with (its .hydra/config.yaml), to continue it."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"resume={run_dir} is not a run folder: it has no .hydra/config.yaml (look in outputs/runs/).")
+    cfg = OmegaConf.load(path)
+    cfg.resume = str(run_dir)
+    return cfg

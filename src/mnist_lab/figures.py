@@ -71,3 +71,22 @@ def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
 def save(fig: Figure, path) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def objective_plot(params: dict[str, list], objective: Sequence, name: str) -> Figure:
+    """The objective against each swept parameter, one panel each (failed runs left out)."""
+    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
+    for ax, (param, values) in zip(axes[0], params.items()):
+        points = [(v, y) for v, y in zip(values, objective) if y is not None and y == y]
+        try:
+            xs = [float(v) for v, _ in points]
+            if min(xs) > 0 and max(xs) / min(xs) >= 10:
+                ax.set_xscale("log")
+        except (TypeError, ValueError):
+            xs = [str(v) for v, _ in points]
+        ax.scatter(xs, [y for _, y in points])
+        ax.set_xlabel(param)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -49,6 +49,7 @@ class DigitClassifier(L.LightningModule):
         self.net = instantiate(net)
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(10, average="micro") for _ in range(3))
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # for the model graph and summary
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,14 +79,12 @@ class DigitClassifier(L.LightningModule):
         self.log(f"{stage}_acc", accuracy, prog_bar=True)
         return logits
 
-    def on_train_start(self) -> None:
-        # The sanity check's few batches must not count as the best validation accuracy.
-        self.val_acc_best.reset()
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_acc)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a few batches before training: not an epoch's accuracy
+            return
         self.val_acc_best(self.val_acc.compute())
         self.log("val_acc_best", self.val_acc_best.compute(), prog_bar=True)
 
@@ -95,6 +94,18 @@ class DigitClassifier(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=-1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # With the RNG state a resumed run draws the same dropout masks and augmentations.
+        checkpoint["rng_state"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_state"].cpu())
+        if "cuda_rng_state" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["cuda_rng_state"]])
 
     def configure_optimizers(self) -> dict:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())

@@ -1,0 +1,104 @@
+"""Each run's result.json, and the summary of a sweep written from them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mnist_lab import figures
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+COLUMNS = ("run", "status", "val_acc_best", "test_acc", "epochs", "wall_s", "error", "overrides", "checkpoint")
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def finished_result(run_dir: Path) -> Optional[dict]:
+    """The stored result of a run that completed, or None."""
+    try:
+        result = json.loads((Path(run_dir) / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if result.get("status") == "ok" else None
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT}")):
+        result = json.loads(path.read_text())
+        rows.append({"run": path.parent.name, **{k: result.get(k) for k in COLUMNS if k != "run"}})
+    return rows
+
+
+def _key(row: dict, objective: str) -> tuple:
+    value = row.get(objective)
+    ok = row["status"] == "ok" and value is not None and not math.isnan(value)
+    return (not ok, -(value or 0) if ok else 0)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+    return "" if value is None else str(value).replace("|", "/").replace("\n", " ")
+
+
+def write_summary(sweep_dir: Path, objective: str = "val_acc_best") -> list[dict[str, Any]]:
+    """summary.csv, summary.md and summary.png in ``sweep_dir``: one row per run, best first."""
+    sweep_dir = Path(sweep_dir)
+    rows = sorted(collect(sweep_dir), key=lambda r: _key(r, objective))
+    if not rows:
+        return rows
+    with (sweep_dir / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({**r, "overrides": " ".join(r["overrides"] or [])} for r in rows)
+    lines = ["| " + " | ".join(COLUMNS[:-2]) + " |", "|" + "---|" * (len(COLUMNS) - 2)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS[:-2]) + " |" for r in rows]
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    params = _swept_values(rows)
+    if params:
+        figures.save(figures.objective_plot(params, [r.get(objective) for r in rows], objective), sweep_dir / "summary.png")
+    return rows
+
+
+def _swept_values(rows: list[dict]) -> dict[str, list[Any]]:
+    """Parameter -> value per row, for the overrides that differ between runs."""
+    parsed = [dict(o.split("=", 1) for o in (r["overrides"] or []) if "=" in o) for r in rows]
+    keys = sorted({k for p in parsed for k in p})
+    values = {k: [p.get(k) for p in parsed] for k in keys}
+    return {k: v for k, v in values.items() if len(set(v)) > 1}
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, tabulate every run, print the best, fail if any run failed."""
+
+    def __init__(self, objective: str = "val_acc_best") -> None:
+        self.objective = objective
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = write_summary(sweep_dir, self.objective)
+        if not rows:
+            return
+        print(f"\nSweep summary ({len(rows)} runs): {sweep_dir / 'summary.md'}")
+        print((sweep_dir / "summary.md").read_text())
+        best = rows[0]
+        if best["status"] == "ok":
+            print(f"Best run: {sweep_dir / best['run']}  {self.objective}={best[self.objective]:.4f}  test_acc={_cell(best['test_acc'])}")
+        failed = [r for r in rows if r["status"] != "ok"]
+        if failed:
+            raise SystemExit(f"{len(failed)} of {len(rows)} runs failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed))

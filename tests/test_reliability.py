@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_lab.callbacks import AtomicCheckpointIO
+
+ROOT = Path(__file__).resolve().parents[1]
+# ~2 s per epoch on two cores: long enough to be killed in the middle of one.
+SLOW_MLP = ["model=mlp", "model.net.dropout=0.2", "model.net.hidden=[64]", "trainer.max_epochs=3", "trainer.limit_train_batches=300",
+            "data.batch_size=64", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "data.eval_batch_size=500",
+            "trainer.deterministic=true", "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu"]
+
+
+def train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def start_and_stop(run_dir: Path, sig: int) -> subprocess.Popen:
+    """Start a run and send it ``sig`` in the middle of its second epoch."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SLOW_MLP, f"hydra.run.dir={run_dir}"],
+                            cwd=run_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    return proc
+
+
+def result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def test_killed_run_resumes_in_its_folder_and_matches_an_uninterrupted_run(tmp_path: Path):
+    whole = tmp_path / "whole"
+    assert train(*SLOW_MLP, f"hydra.run.dir={whole}", cwd=tmp_path).returncode == 0
+
+    killed = tmp_path / "killed"
+    proc = start_and_stop(killed, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert result(killed)["status"] == "running"
+    torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)  # complete, loadable
+    original_config = (killed / ".hydra" / "config.yaml").read_text()
+
+    resumed = train(f"resume={killed}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Continuing from" in resumed.stdout
+    done, reference = result(killed), result(whole)
+    assert done["status"] == "ok" and done["epochs"] == reference["epochs"] == 3
+    for key in ("val_acc_best", "test_acc", "test_loss"):
+        assert done[key] == reference[key], key
+    assert (killed / ".hydra" / "config.yaml").read_text() == original_config
+    assert list((killed / ".hydra").glob("resumed_*/config.yaml"))
+    assert [line.split(",")[0] for line in (killed / "epochs.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    assert not (tmp_path / "outputs").exists()  # nothing written anywhere else
+
+    # A finished run folder is never trained over again.
+    again = train(f"resume={killed}", cwd=tmp_path)
+    assert again.returncode != 0 and "already holds a finished run" in again.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_checkpoint(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    proc = start_and_stop(run_dir, signal.SIGINT)
+    out = proc.stdout.read()
+    assert proc.returncode != 0
+    assert f"Continue with: python train.py resume={run_dir}" in out
+    assert result(run_dir)["status"] == "interrupted"
+    assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
+    resumed = train(f"resume={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert result(run_dir)["status"] == "ok"
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "weights": torch.ones(1000)}, path)
+
+    def dies_half_way(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # the process is stopped mid-write
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(1000)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+
+
+def test_non_finite_loss_stops_the_run_naming_step_and_cause(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    proc = train("model/optimizer=sgd", "model.optimizer.lr=1e12", "model.scheduler=null", "trainer.limit_train_batches=50",
+                 "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: train_loss became") and "at step" in last and "learning rate (1e+12) is probably too high" in last
+    assert result(run_dir)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("model.net.dropout=1.5", "model.net.dropout=1.5 is not allowed"), ("model=resnet", "Could not find 'model/resnet'"),
+     ("experiment=nope", "Could not find 'experiment/nope'"), ("data.batch_size=0", "data.batch_size=0 is not allowed")],
+)
+def test_config_errors_stop_before_any_work(tmp_path: Path, override, message):
+    start = time.perf_counter()
+    proc = train(override, cwd=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("*.ckpt")) and time.perf_counter() - start < 60

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["model=logreg", "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "data.eval_batch_size=500", "callbacks.weight_histograms.every_n_epochs=0"]
+
+
+def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep_dir}"],
+                          cwd=sweep_dir.parent, capture_output=True, text=True, timeout=900)
+
+
+def summary(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_sweep_survives_a_failed_run_and_resumes(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    # dropout 1.5 is refused: that run fails, the other three still run.
+    result = sweep(sweep_dir, "model=mlp", "model.optimizer.lr=0.003,0.01", "model.net.dropout=0.2,1.5")
+    assert result.returncode != 0
+    assert "2 of 4 runs failed" in result.stderr
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert runs[0] == "eval_batch_size=500,model=mlp,dropout=0.2,lr=0.003,max_epochs=1"
+    rows = summary(sweep_dir)
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed", "failed"]  # best first, failures last
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(ok) == 2 and len(failed) == 2
+    assert all("model.net.dropout=1.5" in r["overrides"] and "dropout" in r["error"] for r in failed)
+    assert float(ok[0]["val_acc_best"]) >= float(ok[1]["val_acc_best"])  # best first
+    for r in ok:
+        assert Path(r["checkpoint"]).is_file() and float(r["wall_s"]) > 0 and r["epochs"] == "1"
+        assert list((sweep_dir / r["run"]).glob("events.out.tfevents.*"))
+    assert (sweep_dir / "summary.md").read_text().count("\n") == 6
+    assert (sweep_dir / "summary.png").stat().st_size > 5000
+    assert "Best run:" in result.stdout
+    assert not (tmp_path / "lightning_logs").exists() and not (tmp_path / "multirun").exists()
+
+    # The same sweep again: the finished runs are skipped, the failed ones run again.
+    stamps = {r["run"]: (sweep_dir / r["run"] / "result.json").stat().st_mtime_ns for r in ok}
+    again = sweep(sweep_dir, "model=mlp", "model.optimizer.lr=0.003,0.01", "model.net.dropout=0.2,1.5")
+    assert again.stdout.count("it finished before") == 2
+    assert all((sweep_dir / run / "result.json").stat().st_mtime_ns == t for run, t in stamps.items())
+    assert len(summary(sweep_dir)) == 4
+
+
+def test_named_sweep_from_config_runs_its_grid(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "sweep=logreg_lr", *FAST, "hydra.sweeper.params={model.optimizer.lr: '0.1,0.5'}",
+         f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = summary(sweep_dir)
+    assert sorted(r["run"].split(",")[2] for r in rows) == ["lr=0.1", "lr=0.5"]
+
+
+def test_optuna_sweep_reports_the_best_parameters(tmp_path: Path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep_dir = tmp_path / "optuna"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "sweep=optuna", *FAST, "hydra.sweeper.n_trials=3",
+         "model=cnn",
+         f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "model.optimizer.lr" in best
+    assert len(summary(sweep_dir)) == 3
+
+
+@pytest.mark.parametrize("launcher", ["local_parallel", "slurm"])
+def test_launcher_configs_compose(make_cfg, launcher):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"launcher={launcher}", "output_dir=x"], return_hydra_config=True)
+    target = cfg.hydra.launcher._target_
+    assert ("Joblib" in target) if launcher == "local_parallel" else ("Slurm" in target)
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
