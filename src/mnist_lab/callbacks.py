@@ -115,11 +115,15 @@ class TestFigures(Callback):
         if self.samples is None:
             self.samples = (x[:32], y[:32], probs[:32])
 
-    @rank_zero_only
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        matrix = self.confusion.compute()  # on every rank: under DDP this is a collective
+        if trainer.is_global_zero:
+            self._draw(trainer, matrix)
+
+    def _draw(self, trainer: L.Trainer, matrix: torch.Tensor) -> None:
         images, labels, preds = (torch.cat(parts) for parts in zip(*self.wrong)) if self.wrong else (torch.empty(0),) * 3
         made = {
-            "confusion_matrix": figures.confusion_matrix_figure(self.confusion),
+            "confusion_matrix": figures.confusion_matrix_figure(self.confusion, matrix),
             "misclassified": figures.misclassified_grid(images, labels, preds, self.max_images),
             "predictions": figures.predictions_grid(*self.samples),
         }

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from hydra.core.hydra_config import HydraConfig
@@ -115,6 +116,8 @@ def run(cfg: DictConfig) -> Optional[float]:
             raise ConfigError(f"{run_dir} already holds a finished run ({RESULT}); start a new run instead of overwriting it.")
         print(f"Skipping {run_dir.name}: it finished before ({RESULT}).")
         return done.get(objective)
+    if rank_zero_only.rank != 0:  # a DDP worker re-launched by Lightning: rank 0 keeps the records
+        return train(cfg)["metrics"].get(objective)
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"overrides": overrides, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     run_dir.mkdir(parents=True, exist_ok=True)

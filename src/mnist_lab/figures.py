@@ -44,8 +44,8 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, probs: torch.Te
     return digit_grid(images[:limit], titles, colors=colors)
 
 
-def confusion_matrix_figure(confusion: MulticlassConfusionMatrix) -> Figure:
-    fig, ax = confusion.plot(labels=[str(d) for d in range(10)])
+def confusion_matrix_figure(confusion: MulticlassConfusionMatrix, matrix: torch.Tensor | None = None) -> Figure:
+    fig, ax = confusion.plot(val=matrix, labels=[str(d) for d in range(10)])
     fig.set_size_inches(7, 6)
     ax.set_title("Confusion matrix (rows: true digit, columns: predicted)")
     return fig

@@ -1,0 +1,121 @@
+"""Lightning project vs. a hand-written PyTorch loop: same network, data, batch size and precision.
+
+    python bench/throughput.py [--models cnn mlp logreg] [--epochs 2] [--precision auto|32-true|bf16-mixed]
+
+The Lightning side is a normal run of this project (conf/train.yaml: callbacks, TensorBoard
+logger, progress bar, per-step logging), minus validation and testing. Both sides train
+``--epochs`` epochs on the 55,000 training images; the last (warm) epoch is timed from its
+first batch to its last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from mnist_lab.cli import build_trainer
+from mnist_lab.config import register_resolvers
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+class EpochTimer(L.Callback):
+    """Seconds from the first to the last training batch of each epoch."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.times.append(self.end - self.start)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end = time.perf_counter()
+
+
+def lightning_epoch(cfg, epochs: int) -> float:
+    L.seed_everything(0, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    trainer = build_trainer(cfg)
+    timer = EpochTimer()
+    trainer.callbacks.append(timer)
+    trainer.fit(model, datamodule=datamodule)
+    return timer.times[-1]
+
+
+def plain_epoch(cfg, epochs: int) -> float:
+    """The loop anyone would write: shuffle, index a batch, scale, forward, backward, step."""
+    L.seed_everything(0)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    images, labels = datamodule.train_set.images, datamodule.train_set.labels
+    module = instantiate(cfg.model)
+    net, mean, std = module.net, module.hparams.mean, module.hparams.std
+    optimizer = instantiate(cfg.model.optimizer)(params=net.parameters())
+    steps = -(-len(labels) // cfg.data.batch_size)
+    scheduler = instantiate(cfg.model.scheduler)(optimizer, total_steps=steps * epochs) if cfg.model.get("scheduler") else None
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    net.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for idx in torch.randperm(len(labels)).split(cfg.data.batch_size):
+            x = (images[idx].unsqueeze(1).float() / 255 - mean) / std
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(net(x), labels[idx], label_smoothing=cfg.model.get("label_smoothing", 0.0))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+        elapsed = time.perf_counter() - start
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "logreg"])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--precision", default=None, help="default: the project's automatic choice")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's configured batch size")
+    args = parser.parse_args()
+    register_resolvers()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), lightning {L.__version__}")
+    rows = []
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            overrides = [f"model={name}", f"output_dir={out}", f"trainer.max_epochs={args.epochs}", "trainer.limit_val_batches=0",
+                         "trainer.accelerator=cpu", "test=false"]
+            overrides += [f"trainer.precision={args.precision}"] if args.precision else []
+            overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
+            cfg = compose("train", overrides=overrides)
+            plain = plain_epoch(cfg, args.epochs)
+            lightning = lightning_epoch(cfg, args.epochs)
+        n = 55_000
+        rows.append((name, cfg.trainer.precision, cfg.data.batch_size, n / plain, n / lightning, plain, lightning))
+    print(f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} {'plain s/epoch':>14} {'lightning s/epoch':>18} {'ratio':>6}")
+    for name, precision, batch, p_ips, l_ips, p_s, l_s in rows:
+        print(f"{name:<7} {precision:<10} {batch:>5} {p_ips:>12,.0f} {l_ips:>16,.0f} {p_s:>14.2f} {l_s:>18.2f} {l_s / p_s:>6.3f}")
+    print("ratio = Lightning epoch time / plain loop epoch time (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard(tmp_path: Path):
+    probe = tmp_path / "probe"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "trainer=ddp", "trainer.accelerator=cpu", "model=logreg", "trainer.max_epochs=2",
+         "trainer.limit_train_batches=20", "trainer.limit_val_batches=2", "data.batch_size=128", "data.eval_batch_size=500", "torch_threads=1",
+         "callbacks.progress_bar.refresh_rate=0", "+callbacks.shard_probe._target_=shard_probe.ShardProbe",
+         f"+callbacks.shard_probe.path={probe}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_dir] = (tmp_path / "outputs" / "runs").iterdir()  # rank 1 ran in rank 0's folder
+    seen = {(r["rank"], r["epoch"]): r for r in (json.loads(p.read_text()) for p in probe.glob("*.json"))}
+    assert set(seen) == {(0, 0), (1, 0), (0, 1), (1, 1)} and all(r["world"] == 2 for r in seen.values())
+    for epoch in (0, 1):
+        shards = [{i for b in seen[(rank, epoch)]["batches"] for i in b} for rank in (0, 1)]
+        assert len(seen[(0, epoch)]["batches"]) == len(seen[(1, epoch)]["batches"]) == 20
+        assert all(len(s) == 20 * 128 for s in shards) and not shards[0] & shards[1]
+    assert seen[(0, 0)]["batches"] != seen[(0, 1)]["batches"]  # reshuffled each epoch
+    outcome = json.loads((run_dir / "result.json").read_text())
+    assert outcome["status"] == "ok" and outcome["epochs"] == 2 and outcome["test_acc"] > 0.8
