@@ -33,16 +33,15 @@ class IdxFile:
     name: str
     magic: int
     count: int
-    nbytes: int
     md5: str
 
 
-# Sizes and MD5s of the *uncompressed* official files (the .gz wrappers may differ).
+# Item counts and MD5s of the *uncompressed* official files (the .gz wrappers may differ).
 MNIST_FILES = {
-    "train_images": IdxFile("train-images-idx3-ubyte", IMAGE_MAGIC, 60_000, 47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
-    "train_labels": IdxFile("train-labels-idx1-ubyte", LABEL_MAGIC, 60_000, 60_008, "a25bea736e30d166cdddb491f175f624"),
-    "test_images": IdxFile("t10k-images-idx3-ubyte", IMAGE_MAGIC, 10_000, 7_840_016, "2646ac647ad5339dbf082846283269ea"),
-    "test_labels": IdxFile("t10k-labels-idx1-ubyte", LABEL_MAGIC, 10_000, 10_008, "27ae3e4e09519cfbb04c329615203637"),
+    "train_images": IdxFile("train-images-idx3-ubyte", IMAGE_MAGIC, 60_000, "6bbc9ace898e44ae57da46a324031adb"),
+    "train_labels": IdxFile("train-labels-idx1-ubyte", LABEL_MAGIC, 60_000, "a25bea736e30d166cdddb491f175f624"),
+    "test_images": IdxFile("t10k-images-idx3-ubyte", IMAGE_MAGIC, 10_000, "2646ac647ad5339dbf082846283269ea"),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte", LABEL_MAGIC, 10_000, "27ae3e4e09519cfbb04c329615203637"),
 }
 
 
