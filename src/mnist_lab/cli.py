@@ -11,13 +11,12 @@ from typing import Optional
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
-
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 
 from mnist_lab.callbacks import log_hparams
 from mnist_lab.config import ConfigError, load_run_config, validate
