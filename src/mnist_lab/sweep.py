@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import os
 from pathlib import Path
@@ -14,8 +13,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnist_lab import figures
-
-log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 COLUMNS = ("run", "status", "val_acc_best", "test_acc", "epochs", "wall_s", "error", "overrides", "checkpoint")
