@@ -12,14 +12,13 @@ from typing import Optional
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from mnist_lab.callbacks import log_hparams
-from mnist_lab.config import ConfigError, load_run_config, validate
+from mnist_lab.config import ConfigError, in_sweep, load_run_config, validate
 from mnist_lab.sweep import RESULT, finished_result, write_json
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def run(cfg: DictConfig) -> Optional[float]:
         cfg = load_run_config(cfg.resume)  # its output_dir is the resumed folder: Hydra runs there
     run_dir = Path(cfg.output_dir)
     objective = cfg.get("optimized_metric")
-    sweeping = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    sweeping = in_sweep()
     done = finished_result(run_dir)
     if done:
         if not sweeping:

@@ -115,6 +115,11 @@ def validate(cfg: DictConfig) -> None:
         _check(False, "trainer.precision", precision, f"fp16 needs a GPU; on {device} use bf16-mixed or 32-true")
 
 
+def in_sweep() -> bool:
+    """True inside a Hydra multirun job."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """A single run stops on a known problem with one line, not a traceback; sweeps record it instead."""
     from mnist_lab.data import DataError
@@ -125,7 +130,7 @@ def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
         try:
             return main(cfg)
         except (ConfigError, DataError, CheckpointError, FloatingPointError) as err:
-            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            if in_sweep():
                 raise
             raise SystemExit(f"error: {err}") from None
 
