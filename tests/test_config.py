@@ -26,7 +26,7 @@ def test_every_config_option_composes_and_instantiates(make_cfg, override):
     OmegaConf.resolve(cfg)
     validate(cfg)
     model = instantiate(cfg.model)
-    assert model.net(__import__("torch").zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert model.net(__import__("torch").zeros(2, 1, 28, 28)).shape == (2, 10)
     assert instantiate(cfg.data).batch_size == cfg.data.batch_size
     for section in ("logger", "callbacks"):
         for conf in (cfg.get(section) or {}).values():
@@ -57,7 +57,7 @@ def test_command_line_overrides_still_apply_over_an_experiment(make_cfg):
 
 
 def test_unknown_model_name_lists_the_choices(make_cfg):
-    with pytest.raises(MissingConfigException, match=r"Available options in .model.:\s+cnn\s+logreg\s+mlp"):
+    with pytest.raises(MissingConfigException, match=r"Available options in .model.:\s+cnn\s+deep_cnn\s+logreg\s+mlp"):
         make_cfg("model=resnet")
 
 

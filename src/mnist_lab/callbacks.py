@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -132,6 +132,20 @@ class TestFigures(Callback):
             for logger in tensorboards(trainer):
                 logger.experiment.add_figure(f"test/{name}", fig, trainer.global_step, close=False)
             figures.save(fig, self.dirpath / f"{name}.png")
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's EMA of the weights, except that testing a checkpoint after fit tests its averaged weights.
+
+    Lightning 2.6 restores the raw training weights (``current_model_state``) whenever the callback
+    has an averaged model, so ``trainer.test(ckpt_path="best")`` after ``fit`` would test the raw
+    weights while validation chose the checkpoint on the averaged ones. Raw weights are needed
+    only to resume training.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == "fit":
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

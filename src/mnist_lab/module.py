@@ -42,20 +42,27 @@ class DigitClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         mean: float = MNIST_MEAN,
         std: float = MNIST_STD,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
         self.save_hyperparameters(logger=False)
         self.net = instantiate(net)
+        if channels_last:  # NHWC: oneDNN's and cuDNN's fast convolution layout (~10 % faster CNN epochs on CPU)
+            self.net.to(memory_format=torch.channels_last)
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(10, average="micro") for _ in range(3))
         self.train_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
-        self.example_input_array = torch.zeros(1, 1, 28, 28)  # for the model graph and summary
+        # For the model graph and summary; two images because batch norm refuses one in training mode.
+        self.example_input_array = torch.zeros(2, 1, 28, 28)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for images ``x`` of shape (B, 1, 28, 28) with values in [0, 1]."""
-        return self.net((x - self.hparams.mean) / self.hparams.std)
+        x = (x - self.hparams.mean) / self.hparams.std
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch

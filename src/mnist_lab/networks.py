@@ -36,6 +36,29 @@ class CNN(nn.Sequential):
                     nn.init.constant_(layer.bias, 0.1)
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
+    # No conv bias: the batch norm's shift does its job.
+    return [nn.Conv2d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class DeepCNN(nn.Sequential):
+    """Deotte's Kaggle MNIST CNN: 32C3-32C3-32C5S2-64C3-64C3-64C5S2-128C4, batch norm, dropout (325,994 parameters).
+
+    About the tutorial CNN's cost per image (15 M vs 14 M multiply-adds), but strided 5x5
+    convolutions learn the down-sampling that max-pool fixes, and batch norm keeps it trainable.
+    """
+
+    def __init__(self, dropout: float = 0.4) -> None:
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+        super().__init__(
+            *_conv_bn(1, 32, 3), *_conv_bn(32, 32, 3), *_conv_bn(32, 32, 5, stride=2, padding=2), nn.Dropout(dropout),
+            *_conv_bn(32, 64, 3), *_conv_bn(64, 64, 3), *_conv_bn(64, 64, 5, stride=2, padding=2), nn.Dropout(dropout),
+            *_conv_bn(64, 128, 4), nn.Flatten(), nn.Dropout(dropout),
+            nn.Linear(128, 10),
+        )
+
+
 class LogReg(nn.Sequential):
     """Softmax (multinomial logistic) regression: 784 -> 10 (7,850 parameters)."""
 
