@@ -5,12 +5,12 @@ import torch
 from hydra.utils import instantiate
 
 from mnist_lab.module import DigitClassifier, piecewise_lr
-from mnist_lab.networks import CNN, MLP, LogReg
+from mnist_lab.networks import CNN, MLP, DeepCNN, LogReg
 
 
 @pytest.mark.parametrize(
     "net, params",
-    [(CNN(), 3_274_634), (LogReg(), 7_850), (MLP(), 7_960), (MLP(hidden=[64, 32], activation="relu"), 52_650)],
+    [(CNN(), 3_274_634), (DeepCNN(), 325_994), (LogReg(), 7_850), (MLP(), 7_960), (MLP(hidden=[64, 32], activation="relu"), 52_650)],
 )
 def test_networks_have_the_tutorial_sizes_and_give_ten_logits(net, params):
     assert sum(p.numel() for p in net.parameters()) == params
@@ -65,3 +65,16 @@ def test_module_forward_normalises_inputs_in_unit_range():
     expected = model.net((x - 0.1307) / 0.3081)
     assert torch.allclose(model(x), expected)
     assert torch.allclose(model.predict_step(x, 0).sum(1), torch.ones(2))
+
+
+def test_channels_last_changes_the_memory_layout_not_the_logits():
+    def classifier(channels_last: bool) -> DigitClassifier:
+        net = {"_target_": "mnist_lab.networks.DeepCNN"}
+        return DigitClassifier(net, {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, channels_last=channels_last)
+
+    nhwc, nchw = classifier(True).eval(), classifier(False).eval()
+    nchw.load_state_dict(nhwc.state_dict())
+    assert nhwc.net[3].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nchw.net[3].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(nhwc(x), nchw(x), atol=1e-5)

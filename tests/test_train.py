@@ -4,12 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lab.cli import train
 from mnist_lab.data import MNISTDataModule
-from mnist_lab.module import DigitClassifier
+from mnist_lab.module import DigitClassifier, load_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny", "trainer.accelerator=cpu"]
@@ -71,3 +72,21 @@ def test_seed_makes_runs_repeatable_including_seed_zero(make_cfg):
 def test_no_validation_set_tests_the_last_weights(make_cfg, capsys):
     assert "val_acc_best" not in train(make_cfg(*TINY, "model=logreg", "data.val_size=0"))["metrics"]
     assert "Test accuracy:" in capsys.readouterr().out
+
+
+def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):
+    # decay 0.99 over 10 steps: the average is still close to the initial weights, far from the raw ones.
+    cfg = make_cfg(*TINY, "model=mlp", "callbacks=ema", "callbacks.ema.decay=0.99")
+    result = train(cfg)
+    ckpt = torch.load(result["checkpoint"], weights_only=True)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert all(not torch.equal(averaged[k], raw[k]) for k in averaged if k.startswith("net."))
+
+    def test_acc(weights: dict) -> float:
+        model = load_classifier(result["checkpoint"])
+        model.load_state_dict(weights)
+        trainer = L.Trainer(accelerator="cpu", limit_test_batches=2, logger=False, enable_progress_bar=False)
+        return trainer.test(model, datamodule=MNISTDataModule(eval_batch_size=64), verbose=False)[0]["test_acc"]
+
+    # train.py's test after fit is the averaged model's, as eval.py's would be, not the raw weights'.
+    assert result["metrics"]["test_acc"] == test_acc(averaged) != test_acc(raw)

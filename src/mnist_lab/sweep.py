@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any, Optional
 
@@ -65,11 +66,21 @@ def write_summary(sweep_dir: Path, objective: str = "val_acc_best") -> list[dict
         writer.writerows({**r, "overrides": " ".join(r["overrides"] or [])} for r in rows)
     lines = ["| " + " | ".join(COLUMNS[:-2]) + " |", "|" + "---|" * (len(COLUMNS) - 2)]
     lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS[:-2]) + " |" for r in rows]
+    # Seeds or repeats of one recipe: the mean and spread are the result, not the best run.
+    lines += [f"\n{key}: {text}" for key in (objective, "test_acc") if (text := spread(rows, key))]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     params = _swept_values(rows)
     if params:
         figures.save(figures.objective_plot(params, [r.get(objective) for r in rows], objective), sweep_dir / "summary.png")
     return rows
+
+
+def spread(rows: list[dict], key: str) -> Optional[str]:
+    """'mean ± sample std (min-max, n runs)' of ``key`` over the finished runs, or None below two runs."""
+    values = [r[key] for r in rows if r["status"] == "ok" and r.get(key) is not None and not math.isnan(r[key])]
+    if len(values) < 2:
+        return None
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} ({min(values):.4f}-{max(values):.4f}, {len(values)} runs)"
 
 
 def _swept_values(rows: list[dict]) -> dict[str, list[Any]]:
