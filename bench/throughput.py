@@ -108,17 +108,19 @@ def main() -> None:
     print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), lightning {L.__version__}")
     rows = []
     for name in args.models:
-        with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            overrides = [f"model={name}", f"output_dir={out}", f"trainer.max_epochs={args.epochs}", "trainer.limit_val_batches=0",
-                         "trainer.accelerator=cpu", "test=false"]
-            overrides += [f"trainer.precision={args.precision}"] if args.precision else []
-            overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
-            overrides += args.overrides
-            cfg = compose("train", overrides=overrides)
-            # Taking turns and keeping the best of each: this shared 2-core machine drifts by 20-30 %
-            # from minute to minute, more than the difference being measured.
-            times = [(plain_epoch(cfg, args.epochs), lightning_epoch(cfg, args.epochs)) for _ in range(args.repeats)]
-            plain, lightning = (min(side) for side in zip(*times))
+        overrides = [f"model={name}", f"trainer.max_epochs={args.epochs}", "trainer.limit_val_batches=0",
+                     "trainer.accelerator=cpu", "test=false"]
+        overrides += [f"trainer.precision={args.precision}"] if args.precision else []
+        overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
+        overrides += args.overrides
+        times = []
+        # Taking turns and keeping the best of each: this shared 2-core machine drifts by 20-30 %
+        # from minute to minute, more than the difference being measured. Each turn is a fresh run.
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                cfg = compose("train", overrides=[*overrides, f"output_dir={out}"])
+                times.append((plain_epoch(cfg, args.epochs), lightning_epoch(cfg, args.epochs)))
+        plain, lightning = (min(side) for side in zip(*times))
         n = 55_000
         rows.append((name, cfg.trainer.precision, cfg.data.batch_size, n / plain, n / lightning, plain, lightning))
     print(f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} {'plain s/epoch':>14} {'lightning s/epoch':>18} {'ratio':>6}")
