@@ -9,12 +9,16 @@ from torch import nn
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
+def _check_dropout(dropout: float) -> None:
+    if not 0 <= dropout < 1:
+        raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+
+
 class CNN(nn.Sequential):
     """The tutorial's CNN: two 5x5 conv + max-pool blocks, FC 1024, dropout, FC 10 (3,274,634 parameters)."""
 
     def __init__(self, dropout: float = 0.5, tutorial_init: bool = False) -> None:
-        if not 0 <= dropout < 1:
-            raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+        _check_dropout(dropout)
         super().__init__(
             nn.Conv2d(1, 32, 5, padding=2),
             nn.ReLU(),
@@ -49,8 +53,7 @@ class DeepCNN(nn.Sequential):
     """
 
     def __init__(self, dropout: float = 0.4) -> None:
-        if not 0 <= dropout < 1:
-            raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+        _check_dropout(dropout)
         super().__init__(
             *_conv_bn(1, 32, 3), *_conv_bn(32, 32, 3), *_conv_bn(32, 32, 5, stride=2, padding=2), nn.Dropout(dropout),
             *_conv_bn(32, 64, 3), *_conv_bn(64, 64, 3), *_conv_bn(64, 64, 5, stride=2, padding=2), nn.Dropout(dropout),
@@ -72,8 +75,7 @@ class MLP(nn.Sequential):
     def __init__(self, hidden: Sequence[int] = (10,), activation: str = "sigmoid", dropout: float = 0.0) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.net.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}.")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+        _check_dropout(dropout)
         layers: list[nn.Module] = [nn.Flatten()]
         width = 28 * 28
         for size in hidden:

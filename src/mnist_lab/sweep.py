@@ -42,10 +42,15 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _finished_value(row: dict, key: str) -> Optional[float]:
+    """``row[key]`` of a run that finished with a number there, else None."""
+    value = row.get(key)
+    return value if row["status"] == "ok" and value is not None and not math.isnan(value) else None
+
+
 def _key(row: dict, objective: str) -> tuple:
-    value = row.get(objective)
-    ok = row["status"] == "ok" and value is not None and not math.isnan(value)
-    return (not ok, -(value or 0) if ok else 0)
+    value = _finished_value(row, objective)
+    return (value is None, -value if value is not None else 0)
 
 
 def _cell(value: Any) -> str:
@@ -77,7 +82,7 @@ def write_summary(sweep_dir: Path, objective: str = "val_acc_best") -> list[dict
 
 def spread(rows: list[dict], key: str) -> Optional[str]:
     """'mean ± sample std (min-max, n runs)' of ``key`` over the finished runs, or None below two runs."""
-    values = [r[key] for r in rows if r["status"] == "ok" and r.get(key) is not None and not math.isnan(r[key])]
+    values = [v for v in (_finished_value(r, key) for r in rows) if v is not None]
     if len(values) < 2:
         return None
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} ({min(values):.4f}-{max(values):.4f}, {len(values)} runs)"
