@@ -87,3 +87,11 @@ def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):
 
 def test_auto_precision_follows_the_hardware():
     assert auto_precision("cpu") == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+
+
+def test_tiny_models_train_in_fp32_unless_told_otherwise(make_cfg):
+    assert make_cfg("model=cnn").trainer.precision == auto_precision("cpu")
+    for model in ("mlp", "logreg"):
+        assert make_cfg(f"model={model}").trainer.precision == "32-true"
+        assert make_cfg(f"model={model}", "trainer=gpu").trainer.precision == "32-true"
+        assert make_cfg(f"model={model}", "trainer.precision=bf16-mixed").trainer.precision == "bf16-mixed"
