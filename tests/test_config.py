@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,18 @@ def test_tiny_models_train_in_fp32_unless_told_otherwise(make_cfg):
         assert make_cfg(f"model={model}").trainer.precision == "32-true"
         assert make_cfg(f"model={model}", "trainer=gpu").trainer.precision == "32-true"
         assert make_cfg(f"model={model}", "trainer.precision=bf16-mixed").trainer.precision == "bf16-mixed"
+
+
+def test_nvml_check_is_dropped_only_where_the_driver_is_missing(monkeypatch):
+    from mnist_lab import config
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setattr(config.ctypes, "CDLL", lambda name: object())
+    config.skip_nvml_check_without_driver()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+    monkeypatch.setattr(config.ctypes, "CDLL", missing)
+    config.skip_nvml_check_without_driver()
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ

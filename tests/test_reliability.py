@@ -13,8 +13,8 @@ import torch
 from mnist_lab.callbacks import AtomicCheckpointIO
 
 ROOT = Path(__file__).resolve().parents[1]
-# ~2 s per epoch on two cores: long enough to be killed in the middle of one.
-SLOW_MLP = ["model=mlp", "model.net.dropout=0.2", "model.net.hidden=[64]", "trainer.max_epochs=3", "trainer.limit_train_batches=300",
+# ~2 s per epoch on two cores (fp32): long enough to be killed in the middle of one.
+SLOW_MLP = ["model=mlp", "model.net.dropout=0.2", "model.net.hidden=[64]", "trainer.max_epochs=3", "trainer.limit_train_batches=600",
             "data.batch_size=64", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "data.eval_batch_size=500",
             "trainer.deterministic=true", "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu"]
 

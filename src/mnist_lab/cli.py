@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from mnist_lab.callbacks import log_hparams
-from mnist_lab.config import ConfigError, in_sweep, load_run_config, validate
+from mnist_lab.config import ConfigError, in_sweep, load_run_config, skip_nvml_check_without_driver, validate
 from mnist_lab.sweep import RESULT, finished_result, write_json
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
             if isinstance(cb, ModelCheckpoint):
                 cb.monitor, cb.save_top_k = None, 1
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    skip_nvml_check_without_driver()
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
