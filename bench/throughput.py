@@ -38,16 +38,16 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 class PlainLoop:
     """Shuffle, index a batch, scale, forward, backward, step: on the DataModule's training tensors."""
 
-    def __init__(self, cfg, epochs: int) -> None:
-        datamodule = instantiate(cfg.data)
-        datamodule.setup("fit")
+    def __init__(self, cfg, datamodule: L.LightningDataModule) -> None:
         self.images, self.labels = datamodule.train_set.images, datamodule.train_set.labels
         module = instantiate(cfg.model)
         self.net, self.mean, self.std = module.net, module.hparams.mean, module.hparams.std
         self.layout = torch.channels_last if module.hparams.channels_last else torch.contiguous_format  # as the module's
         self.optimizer = instantiate(cfg.model.optimizer)(params=self.net.parameters())
         steps = -(-len(self.labels) // cfg.data.batch_size)
-        self.scheduler = instantiate(cfg.model.scheduler)(self.optimizer, total_steps=steps * epochs) if cfg.model.get("scheduler") else None
+        self.scheduler = None
+        if cfg.model.get("scheduler"):
+            self.scheduler = instantiate(cfg.model.scheduler)(self.optimizer, total_steps=steps * cfg.trainer.max_epochs)
         self.batch_size, self.label_smoothing = cfg.data.batch_size, cfg.model.get("label_smoothing", 0.0)
         self.bf16 = str(cfg.trainer.precision).startswith("bf16")
 
@@ -81,15 +81,17 @@ class TakeTurns(L.Callback):
         self.start = time.perf_counter()
 
 
-def take_turns(cfg, repeats: int) -> tuple[list[float], list[float]]:
-    """(plain, Lightning) seconds for ``repeats`` warm epochs each, run in alternation."""
-    epochs = repeats + 2  # a warm-up epoch, then the timed ones; the last Lightning epoch has no successor to end its lap
+def take_turns(cfg) -> tuple[list[float], list[float]]:
+    """(plain, Lightning) seconds of epochs run in alternation, all but the first (warm-up) and the
+    last (a Lightning epoch with no next one to end its lap): ``trainer.max_epochs - 2`` each."""
     L.seed_everything(0, workers=True)
-    turns = TakeTurns(PlainLoop(cfg, epochs))
-    datamodule, model, trainer = instantiate(cfg.data), instantiate(cfg.model), build_trainer(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # once: both sides train on these tensors (fit's own setup sees them loaded)
+    turns = TakeTurns(PlainLoop(cfg, datamodule))
+    model, trainer = instantiate(cfg.model), build_trainer(cfg)
     trainer.callbacks.append(turns)
     trainer.fit(model, datamodule=datamodule)
-    return turns.plain[1 : repeats + 1], turns.lightning[1:]
+    return turns.plain[1:-1], turns.lightning[1:]
 
 
 def main() -> None:
@@ -106,13 +108,14 @@ def main() -> None:
     print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), lightning {L.__version__}")
     rows = []
     for name in args.models:
+        # A warm-up pair, the timed pairs, and a last Lightning epoch that only ends the last lap.
         overrides = [f"model={name}", f"trainer.max_epochs={args.repeats + 2}", "trainer.limit_val_batches=0",
                      "trainer.accelerator=cpu", "test=false"]
         overrides += [f"trainer.precision={args.precision}"] if args.precision else []
         overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
         with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("train", overrides=[*overrides, *args.overrides, f"output_dir={out}"])
-            plain, lightning = take_turns(cfg, args.repeats)
+            plain, lightning = take_turns(cfg)
         ratios = [l_s / p_s for p_s, l_s in zip(plain, lightning)]
         rows.append((name, cfg.trainer.precision, cfg.data.batch_size, statistics.median(plain),
                      statistics.median(lightning), statistics.median(ratios), min(ratios), max(ratios)))
