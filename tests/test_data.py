@@ -14,7 +14,7 @@ from mnist_lab.data import (
     IndexBatchSampler,
     MNISTDataModule,
     load_mnist,
-    random_affine,
+    random_distortion,
     read_digit_csv,
     read_idx,
 )
@@ -93,9 +93,24 @@ def test_augmentation_only_while_training():
     assert torch.equal(evaluated, plain)
 
 
-def test_random_affine_without_motion_is_the_identity():
+def test_random_distortion_without_motion_is_the_identity():
     x = torch.rand(4, 1, 28, 28)
-    assert torch.allclose(random_affine(x, degrees=0, translate=0, scale=0), x, atol=1e-5)
+    assert torch.allclose(random_distortion(x, degrees=0, translate=0, scale=0, elastic=0), x, atol=1e-5)
+
+
+def test_elastic_warp_moves_pixels_by_at_most_its_size():
+    # On a ramp whose value is the column index, a warped pixel's value says where it came from.
+    ramp = torch.arange(28.0).expand(8, 1, 28, 28)
+    warped = random_distortion(ramp, elastic=2.0)
+    moved = (warped - ramp)[..., 4:-4, 4:-4].abs()  # away from the zero padding
+    assert 0.5 < float(moved.max()) <= 2.0 + 1e-4
+    assert moved.flatten(1).mean(1).unique().numel() == 8  # a field of its own for each image
+    assert not torch.allclose(moved[0, 0, 0], moved[0, 0, -1])  # smooth but not rigid
+
+
+def test_unknown_augmentation_is_refused_up_front():
+    with pytest.raises(ValueError, match=r"unknown keys \['rotation'\].*'degrees'"):
+        MNISTDataModule(augment={"rotation": 10})
 
 
 def test_sampler_shards_ranks_disjointly_and_reshuffles_each_epoch():
