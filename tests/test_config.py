@@ -44,6 +44,7 @@ def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):
 def test_experiments_reproduce_the_tutorial_recipes(make_cfg):
     cnn = make_cfg("experiment=seed_cnn")
     assert cnn.model.optimizer._target_ == "torch.optim.Adam" and cnn.model.scheduler.lrs == [5e-4, 3e-4, 1e-4]
+    assert cnn.model.optimizer.lr == 5e-4  # what the dashboards show as its lr
     assert (cnn.data.batch_size, cnn.model.net.dropout, cnn.trainer.max_epochs) == (50, 0.5, 3)
     logreg = make_cfg("experiment=seed_logreg")
     assert (logreg.model.optimizer._target_, logreg.model.optimizer.lr, logreg.data.batch_size) == ("torch.optim.SGD", 0.5, 100)
@@ -96,6 +97,13 @@ def test_tiny_models_train_in_fp32_unless_told_otherwise(make_cfg):
         assert make_cfg(f"model={model}").trainer.precision == "32-true"
         assert make_cfg(f"model={model}", "trainer=gpu").trainer.precision == "32-true"
         assert make_cfg(f"model={model}", "trainer.precision=bf16-mixed").trainer.precision == "bf16-mixed"
+
+
+def test_models_pick_their_batch_size_unless_told_otherwise(make_cfg):
+    sizes = {name: make_cfg(f"model={name}").data.batch_size for name in ("cnn", "deep_cnn", "mlp", "logreg")}
+    assert sizes == {"cnn": 256, "deep_cnn": 128, "mlp": 512, "logreg": 512}
+    assert make_cfg("experiment=seed_cnn").data.batch_size == 50
+    assert make_cfg("model=cnn", "data.batch_size=64").data.batch_size == 64
 
 
 def test_nvml_check_is_dropped_only_where_the_driver_is_missing(monkeypatch):

@@ -13,7 +13,8 @@ TINY = ["debug=tiny", "trainer.max_epochs=2", "trainer.limit_train_batches=5", "
 
 
 def test_a_run_fills_tensorboard_and_its_folder(make_cfg, tmp_path: Path):
-    best = train(make_cfg(*TINY))["metrics"]["val_acc_best"]
+    cfg = make_cfg(*TINY)
+    best = train(cfg)["metrics"]["val_acc_best"]
     events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
     tags = events.Tags()
 
@@ -29,7 +30,7 @@ def test_a_run_fills_tensorboard_and_its_folder(make_cfg, tmp_path: Path):
     experiment = HParamsPluginData.FromString(plugin["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == {"val_acc_best", "test_acc", "test_loss"}
     session = HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
-    assert session.hparams["model"].string_value == "CNN" and session.hparams["lr"].number_value == 0.003
+    assert session.hparams["model"].string_value == "CNN" and session.hparams["lr"].number_value == cfg.model.optimizer.lr
     assert {"dropout", "max_epochs", "batch_size", "optimizer", "scheduler", "seed", "precision"} <= set(session.hparams)
 
     assert {"0_Conv2d/weight", "0_Conv2d/bias", "7_Linear/weight", "10_Linear/bias"} <= set(tags["histograms"])

@@ -93,6 +93,8 @@ def train(cfg: DictConfig) -> dict:
 
     if cfg.get("test") and datamodule.test_set is not None:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        if trainer.interrupted:  # Lightning swallows a Ctrl-C during testing; the run is not done
+            raise KeyboardInterrupt
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         print(f"Test accuracy: {100 * metrics['test_acc']:.2f} % ({best or 'final weights'})")
     return {"metrics": metrics, "epochs": trainer.current_epoch, "checkpoint": best or None}

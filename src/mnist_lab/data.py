@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import math
 import struct
 import warnings
@@ -245,7 +246,7 @@ def random_distortion(
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-AUGMENT_KEYS = {"degrees", "translate", "scale", "elastic"}
+AUGMENT_KEYS = set(inspect.signature(random_distortion).parameters) - {"x"}  # what data.augment may hold
 
 
 class MNISTDataModule(L.LightningDataModule):
