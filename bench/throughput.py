@@ -89,8 +89,9 @@ class TakeTurns(L.Callback):
         self.lap_start = time.perf_counter()
 
 
-def take_turns(cfg) -> tuple[list[list[float]], list[list[float]]]:
-    """(plain, Lightning) step times of each epoch but the first (a warm-up): ``trainer.max_epochs - 1`` epochs."""
+def take_turns(cfg) -> tuple[list[list[float]], list[list[float]], int]:
+    """(plain, Lightning) step times of each epoch but the first (a warm-up): ``trainer.max_epochs - 1``
+    epochs; and the number of training images in an epoch."""
     L.seed_everything(0, workers=True)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # once: both sides train on these tensors (fit's own setup sees them loaded)
@@ -98,7 +99,7 @@ def take_turns(cfg) -> tuple[list[list[float]], list[list[float]]]:
     model, trainer = instantiate(cfg.model), build_trainer(cfg)
     trainer.callbacks.append(turns)
     trainer.fit(model, datamodule=datamodule)
-    return turns.plain[1:], turns.lightning[1:]
+    return turns.plain[1:], turns.lightning[1:], len(datamodule.train_set)
 
 
 def main() -> None:
@@ -121,16 +122,15 @@ def main() -> None:
         overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
         with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("train", overrides=[*overrides, *args.overrides, f"output_dir={out}"])
-            plain, lightning = take_turns(cfg)
+            plain, lightning, images = take_turns(cfg)
         p_epochs, l_epochs = [sum(steps) for steps in plain], [sum(steps) for steps in lightning]
         epoch_ratios = [l_s / p_s for p_s, l_s in zip(p_epochs, l_epochs)]
         step_ms = [1000 * statistics.median([t for steps in side for t in steps]) for side in (plain, lightning)]
-        rows.append((name, cfg.trainer.precision, cfg.data.batch_size, len(plain[0]), statistics.median(p_epochs),
+        rows.append((name, cfg.trainer.precision, cfg.data.batch_size, images, statistics.median(p_epochs),
                      statistics.median(l_epochs), sum(l_epochs) / sum(p_epochs), min(epoch_ratios), max(epoch_ratios), *step_ms))
     print(f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} "
           f"{'plain s/epoch':>14} {'lightning s/epoch':>18} {'ratio':>6} {'epochs':>11} {'step ms':>13}")
-    for name, precision, batch, steps, p_s, l_s, ratio, low, high, p_ms, l_ms in rows:
-        n = steps * batch
+    for name, precision, batch, n, p_s, l_s, ratio, low, high, p_ms, l_ms in rows:
         print(f"{name:<7} {precision:<10} {batch:>5} {n / p_s:>12,.0f} {n / l_s:>16,.0f} {p_s:>14.2f} {l_s:>18.2f} "
               f"{ratio:>6.3f} {low:>5.3f}-{high:.3f} {p_ms:>6.2f}/{l_ms:.2f}")
     print("s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time (target <= 1.05);"

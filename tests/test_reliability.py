@@ -31,7 +31,7 @@ def start_and_stop(run_dir: Path, sig: int) -> subprocess.Popen:
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.1)  # an epoch can take well under a second on a fast machine
+    time.sleep(0.1)  # soon after the first epoch: with 0.5 s a fast run once reached its test phase first
     assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(sig)
     proc.wait(timeout=120)
