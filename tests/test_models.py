@@ -10,7 +10,7 @@ from mnist_lab.networks import CNN, MLP, DeepCNN, LogReg
 
 @pytest.mark.parametrize(
     "net, params",
-    [(CNN(), 3_274_634), (DeepCNN(), 325_994), (LogReg(), 7_850), (MLP(), 7_960), (MLP(hidden=[64, 32], activation="relu"), 52_650)],
+    [(CNN(), 3_274_634), (DeepCNN(), 325_994), (DeepCNN(width=1.5), 731_674), (LogReg(), 7_850), (MLP(), 7_960), (MLP(hidden=[64, 32], activation="relu"), 52_650)],
 )
 def test_networks_have_the_tutorial_sizes_and_give_ten_logits(net, params):
     assert sum(p.numel() for p in net.parameters()) == params
@@ -29,6 +29,8 @@ def test_bad_network_settings_are_refused():
         CNN(dropout=1.0)
     with pytest.raises(ValueError, match="activation='swish' is unknown"):
         MLP(activation="swish")
+    with pytest.raises(ValueError, match=r"width=0 must be > 0"):
+        DeepCNN(width=0)
 
 
 def test_piecewise_lr_gives_one_rate_per_epoch():

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.cli import train
+from mnist_lab.cli import run, train
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.module import DigitClassifier, load_classifier
 
@@ -72,6 +75,26 @@ def test_seed_makes_runs_repeatable_including_seed_zero(make_cfg):
 def test_no_validation_set_tests_the_last_weights(make_cfg, capsys):
     assert "val_acc_best" not in train(make_cfg(*TINY, "model=logreg", "data.val_size=0"))["metrics"]
     assert "Test accuracy:" in capsys.readouterr().out
+
+
+def test_a_run_without_loggers_trains_and_tests(make_cfg):
+    assert "test_acc" in train(make_cfg(*TINY, "model=logreg", "logger=[]"))["metrics"]
+
+
+def test_ctrl_c_while_testing_marks_the_run_interrupted(make_cfg, monkeypatch):
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DigitClassifier, "test_step", ctrl_c)
+    cfg = make_cfg(*TINY, "model=logreg")
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
+    try:
+        # Lightning >= 2.4 exits (SystemExit 1); older ones returned from trainer.test as if it had finished.
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            run(cfg)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert json.loads((Path(cfg.output_dir) / "result.json").read_text())["status"] == "interrupted"
 
 
 def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):

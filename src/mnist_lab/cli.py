@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -32,6 +32,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
             if isinstance(cb, ModelCheckpoint):
                 cb.monitor, cb.save_top_k = None, 1
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    if not loggers:  # logger=[]: Lightning refuses a learning-rate monitor with nothing to log to
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     skip_nvml_check_without_driver()
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -93,7 +95,7 @@ def train(cfg: DictConfig) -> dict:
 
     if cfg.get("test") and datamodule.test_set is not None:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        if trainer.interrupted:  # Lightning swallows a Ctrl-C during testing; the run is not done
+        if trainer.interrupted:  # Lightning < 2.4 returns from a Ctrl-C as if the stage had finished
             raise KeyboardInterrupt
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         print(f"Test accuracy: {100 * metrics['test_acc']:.2f} % ({best or 'final weights'})")

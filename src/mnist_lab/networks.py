@@ -52,13 +52,16 @@ class DeepCNN(nn.Sequential):
     convolutions learn the down-sampling that max-pool fixes, and batch norm keeps it trainable.
     """
 
-    def __init__(self, dropout: float = 0.4) -> None:
+    def __init__(self, dropout: float = 0.4, width: float = 1.0) -> None:
         _check_dropout(dropout)
+        if width <= 0:
+            raise ValueError(f"model.net.width={width} must be > 0 (it multiplies every layer's channels).")
+        a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
         super().__init__(
-            *_conv_bn(1, 32, 3), *_conv_bn(32, 32, 3), *_conv_bn(32, 32, 5, stride=2, padding=2), nn.Dropout(dropout),
-            *_conv_bn(32, 64, 3), *_conv_bn(64, 64, 3), *_conv_bn(64, 64, 5, stride=2, padding=2), nn.Dropout(dropout),
-            *_conv_bn(64, 128, 4), nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(128, 10),
+            *_conv_bn(1, a, 3), *_conv_bn(a, a, 3), *_conv_bn(a, a, 5, stride=2, padding=2), nn.Dropout(dropout),
+            *_conv_bn(a, b, 3), *_conv_bn(b, b, 3), *_conv_bn(b, b, 5, stride=2, padding=2), nn.Dropout(dropout),
+            *_conv_bn(b, c, 4), nn.Flatten(), nn.Dropout(dropout),
+            nn.Linear(c, 10),
         )
 
 
