@@ -136,5 +136,6 @@ def main() -> None:
     print("s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time (target <= 1.05);"
           " epochs: the range of the per-epoch ratios; step ms: median step, plain/Lightning")
 
+
 if __name__ == "__main__":
     main()
