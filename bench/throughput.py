@@ -1,16 +1,19 @@
-"""Lightning project vs. a hand-written PyTorch loop: same network, data, batch size and precision.
+"""Lightning project vs. a hand-written PyTorch loop: same network, data, batch size, precision and device.
 
-    python bench/throughput.py [override ...] [--models cnn mlp logreg] [--repeats 3]
-                               [--precision auto|32-true|bf16-mixed] [--batch-size N]
+    python bench/throughput.py [override ...] [--models cnn mlp logreg] [--repeats 3] [--device auto|cpu|cuda]
+                               [--precision auto|32-true|bf16-mixed] [--batch-size N] [--compile] [--turn-steps N]
 
 The Lightning side is a normal run of this project (conf/train.yaml: callbacks, TensorBoard
 logger, progress bar, per-step logging), minus validation and testing. The plain side is the
-loop anyone would write. They take turns step by step inside one run: before each Lightning
-step the plain loop takes one step on its own copy of the network, so both sample the same
-seconds of this shared 2-core machine, whose speed drifts by 20-30 % from minute to minute.
-A Lightning step is timed from the end of the plain step before it to the start of the next
-one: loop, hooks, data fetch, logging and, once an epoch, the epoch-end work of the callbacks
-(checkpoint, histograms, CSV). The first epoch is a warm-up; ``--repeats`` epochs are timed.
+loop anyone would write, on the same device with the data resident there. They take turns inside
+one run: before each turn of Lightning steps the plain loop takes as many steps on its own copy
+of the network, so both sample the same stretch of a machine whose speed drifts (a shared 2-core
+CPU: 20-30 % from minute to minute). A Lightning turn is timed from the end of the plain turn
+before it to the start of the next one: loop, hooks, data fetch, logging and, once an epoch, the
+epoch-end work of the callbacks (checkpoint, histograms, CSV). On a GPU every turn starts and
+ends with a synchronisation, so turns are whole epochs there by default (a sync every step
+would stop the CPU from running ahead of the GPU, which is what makes GPU training fast).
+The first epoch is a warm-up (and compilation, with --compile); ``--repeats`` epochs are timed.
 """
 
 from __future__ import annotations
@@ -35,13 +38,23 @@ from mnist_lab.config import register_resolvers
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-class PlainLoop:
-    """Shuffle, index a batch, scale, forward, backward, step: on the DataModule's training tensors."""
+def clock(device: torch.device) -> float:
+    """Seconds, once everything queued on ``device`` has run."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
-    def __init__(self, cfg, datamodule: L.LightningDataModule) -> None:
+
+class PlainLoop:
+    """Shuffle, index a batch, scale, forward, backward, step: on the DataModule's training tensors and their device."""
+
+    def __init__(self, cfg, datamodule: L.LightningDataModule, compile: bool) -> None:
         self.images, self.labels = datamodule.train_set.images, datamodule.train_set.labels
-        module = instantiate(cfg.model)
+        self.device = self.images.device
+        module = instantiate(cfg.model).to(self.device)
         self.net, self.mean, self.std = module.net, module.hparams.mean, module.hparams.std
+        if compile:
+            self.net.compile()
         self.layout = torch.channels_last if module.hparams.channels_last else torch.contiguous_format  # as the module's
         self.optimizer = instantiate(cfg.model.optimizer)(params=self.net.parameters())
         steps = -(-len(self.labels) // cfg.data.batch_size)
@@ -52,80 +65,100 @@ class PlainLoop:
         self.bf16 = str(cfg.trainer.precision).startswith("bf16")
         self.batches = iter(())
 
-    def step(self) -> float:
-        """One training step on the next batch of its own shuffled epoch; returns its seconds."""
+    def step(self) -> None:
+        """One training step on the next batch of its own shuffled epoch."""
         idx = next(self.batches, None)
         if idx is None:
-            self.batches = iter(torch.randperm(len(self.labels)).split(self.batch_size))
+            self.batches = iter(torch.randperm(len(self.labels), device=self.device).split(self.batch_size))
             idx = next(self.batches)
-        start = time.perf_counter()
         x = ((self.images[idx].unsqueeze(1).float() / 255 - self.mean) / self.std).contiguous(memory_format=self.layout)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = F.cross_entropy(self.net(x), self.labels[idx], label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.scheduler:
             self.scheduler.step()
-        return time.perf_counter() - start
 
 
 class TakeTurns(L.Callback):
-    """Runs a plain-loop step before each Lightning step; keeps both sides' step times per epoch."""
+    """Runs ``turn`` plain-loop steps before each ``turn`` Lightning steps (0: an epoch); keeps both
+    sides' (seconds, steps) per turn, per epoch."""
 
-    def __init__(self, plain: PlainLoop) -> None:
-        self.plain_loop, self.lap_start = plain, None
-        self.plain: list[list[float]] = []
-        self.lightning: list[list[float]] = []
+    def __init__(self, plain: PlainLoop, turn: int) -> None:
+        self.plain_loop, self.turn, self.lap_start, self.lap_steps = plain, turn, None, 0
+        self.plain: list[list[tuple[float, int]]] = []
+        self.lightning: list[list[tuple[float, int]]] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.plain.append([])
         self.lightning.append([])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        turn = self.turn or trainer.num_training_batches
+        if batch_idx % turn:
+            return
+        start = clock(self.plain_loop.device)
         if self.lap_start is not None:  # the first lap of an epoch carries the previous epoch's end
-            self.lightning[-1].append(time.perf_counter() - self.lap_start)
-        self.plain[-1].append(self.plain_loop.step())
-        self.lap_start = time.perf_counter()
+            self.lightning[-1].append((start - self.lap_start, self.lap_steps))
+        self.lap_steps = min(turn, trainer.num_training_batches - batch_idx)
+        for _ in range(self.lap_steps):
+            self.plain_loop.step()
+        self.lap_start = clock(self.plain_loop.device)
+        self.plain[-1].append((self.lap_start - start, self.lap_steps))
 
 
-def take_turns(cfg) -> tuple[list[list[float]], list[list[float]], int]:
-    """(plain, Lightning) step times of each epoch but the first (a warm-up): ``trainer.max_epochs - 1``
+def take_turns(cfg, compile: bool, turn: int) -> tuple[list, list, int]:
+    """(plain, Lightning) turns of each epoch but the first (a warm-up): ``trainer.max_epochs - 1``
     epochs; and the number of training images in an epoch."""
     L.seed_everything(0, workers=True)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")  # once: both sides train on these tensors (fit's own setup sees them loaded)
-    turns = TakeTurns(PlainLoop(cfg, datamodule))
-    model, trainer = instantiate(cfg.model), build_trainer(cfg)
+    model, trainer, datamodule = instantiate(cfg.model), build_trainer(cfg), instantiate(cfg.data)
+    if compile:
+        model.net.compile()
+    datamodule.trainer = trainer
+    datamodule.setup("fit")  # once, on the trainer's device: both sides train on these tensors
+    turns = TakeTurns(PlainLoop(cfg, datamodule, compile), turn)
     trainer.callbacks.append(turns)
     trainer.fit(model, datamodule=datamodule)
     return turns.plain[1:], turns.lightning[1:], len(datamodule.train_set)
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "logreg"])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", default=None, help="default: the project's automatic choice")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the model's configured batch size")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network on both sides")
+    parser.add_argument("--turn-steps", type=int, default=None, help="steps per turn; 0: an epoch (default: 1 on CPU, 0 on GPU)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. model.optimizer.fused=false")
     args = parser.parse_args()
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    turn = args.turn_steps if args.turn_steps is not None else 0 if device == "cuda" else 1
     register_resolvers()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), lightning {L.__version__}")
+    print(f"device: {device_name(device)}; torch {torch.__version__}, lightning {L.__version__}; "
+          f"{'compiled, ' if args.compile else ''}turns of {turn or 'an epoch of'} steps")
     rows = []
     for name in args.models:
         overrides = [f"model={name}", f"trainer.max_epochs={args.repeats + 1}", "trainer.limit_val_batches=0",
-                     "trainer.accelerator=cpu", "test=false"]
+                     f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", "test=false"]
         overrides += [f"trainer.precision={args.precision}"] if args.precision else []
         overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
         with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("train", overrides=[*overrides, *args.overrides, f"output_dir={out}"])
-            plain, lightning, images = take_turns(cfg)
-        p_epochs, l_epochs = [sum(steps) for steps in plain], [sum(steps) for steps in lightning]
+            plain, lightning, images = take_turns(cfg, args.compile, turn)
+        p_epochs, l_epochs = ([sum(s for s, _ in turns) for turns in side] for side in (plain, lightning))
         epoch_ratios = [l_s / p_s for p_s, l_s in zip(p_epochs, l_epochs)]
-        step_ms = [1000 * statistics.median([t for steps in side for t in steps]) for side in (plain, lightning)]
+        step_ms = [1000 * statistics.median([s / n for turns in side for s, n in turns]) for side in (plain, lightning)]
         rows.append((name, cfg.trainer.precision, cfg.data.batch_size, images, statistics.median(p_epochs),
                      statistics.median(l_epochs), sum(l_epochs) / sum(p_epochs), min(epoch_ratios), max(epoch_ratios), *step_ms))
     print(f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} "
@@ -133,8 +166,8 @@ def main() -> None:
     for name, precision, batch, n, p_s, l_s, ratio, low, high, p_ms, l_ms in rows:
         print(f"{name:<7} {precision:<10} {batch:>5} {n / p_s:>12,.0f} {n / l_s:>16,.0f} {p_s:>14.2f} {l_s:>18.2f} "
               f"{ratio:>6.3f} {low:>5.3f}-{high:.3f} {p_ms:>6.2f}/{l_ms:.2f}")
-    print("s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time (target <= 1.05);"
-          " epochs: the range of the per-epoch ratios; step ms: median step, plain/Lightning")
+    print("s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time;"
+          " epochs: the range of the per-epoch ratios; step ms: median turn / its steps, plain/Lightning")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, OnExceptionCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
@@ -40,6 +41,31 @@ def log_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: tuple[str, 
                 writer.add_summary(summary)
         else:
             logger.log_hyperparams(params)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar, plus the latest per-step training values (``show``).
+
+    They are logged without ``prog_bar=True``, which would make Lightning turn them into Python
+    numbers after every step (a host sync each on a GPU); here each logged value is read once
+    (Lightning hands out a new ``detach()`` of it at every redraw, so it is known by its memory).
+    """
+
+    def __init__(self, show: tuple[str, ...] = ("train_loss_step", "train_acc_step"), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.show = tuple(show)
+        self.read: dict[str, tuple[torch.Tensor, float]] = {}  # key -> (the logged tensor, its value)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:
+        shown = super().get_metrics(trainer, pl_module)
+        for key in self.show:
+            value = trainer.callback_metrics.get(key)
+            if value is None:
+                continue
+            if key not in self.read or self.read[key][0].data_ptr() != value.data_ptr():
+                self.read[key] = (value, float(value))
+            shown[key] = self.read[key][1]
+        return shown
 
 
 class WeightHistograms(Callback):
@@ -112,21 +138,21 @@ class TestFigures(Callback):
         self.dirpath, self.max_images = Path(dirpath), max_images
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confusion = MulticlassConfusionMatrix(10)
+        self.confusion = MulticlassConfusionMatrix(10).to(pl_module.device)
         self.wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        x, y = batch[0].cpu(), batch[1].cpu()
-        probs = outputs.float().softmax(-1).cpu()
+        x, y = batch
+        probs = outputs.float().softmax(-1)
         preds = probs.argmax(-1)
         self.confusion.update(preds, y)
         if sum(len(w[0]) for w in self.wrong) < self.max_images:
             miss = preds != y
-            self.wrong.append((x[miss], y[miss], preds[miss]))
+            self.wrong.append((x[miss].cpu(), y[miss].cpu(), preds[miss].cpu()))
         if self.samples is None:
-            self.samples = (x[:32], y[:32], probs[:32])
+            self.samples = (x[:32].cpu(), y[:32].cpu(), probs[:32].cpu())
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         matrix = self.confusion.compute()  # on every rank: under DDP this is a collective
@@ -136,15 +162,15 @@ class TestFigures(Callback):
     def _draw(self, trainer: L.Trainer, matrix: torch.Tensor) -> None:
         images, labels, preds = (torch.cat(parts) for parts in zip(*self.wrong)) if self.wrong else (torch.empty(0),) * 3
         made = {
-            "confusion_matrix": figures.confusion_matrix_figure(self.confusion, matrix),
+            "confusion_matrix": figures.confusion_matrix_image(matrix),
             "misclassified": figures.misclassified_grid(images, labels, preds, self.max_images),
             "predictions": figures.predictions_grid(*self.samples),
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        for name, fig in made.items():
+        for name, image in made.items():
             for logger in tensorboards(trainer):
-                logger.experiment.add_figure(f"test/{name}", fig, trainer.global_step, close=False)
-            figures.save(fig, self.dirpath / f"{name}.png")
+                logger.experiment.add_image(f"test/{name}", np.asarray(image), trainer.global_step, dataformats="HWC")
+            image.save(self.dirpath / f"{name}.png")
 
 
 class EMA(EMAWeightAveraging):

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from mnist_lab.callbacks import log_hparams
 from mnist_lab.config import ConfigError, in_sweep, load_run_config, skip_nvml_check_without_driver, validate
+from mnist_lab.quiet import hide_known_noise
 from mnist_lab.sweep import RESULT, finished_result, write_json
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     if not loggers:  # logger=[]: Lightning refuses a learning-rate monitor with nothing to log to
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     skip_nvml_check_without_driver()
+    hide_known_noise()
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 

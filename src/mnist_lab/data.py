@@ -174,7 +174,7 @@ def _raise_first_bad_line(path: Path, ncols: int) -> None:
 
 
 class TensorBatches(Dataset):
-    """Images and labels held as whole tensors; indexed with a batch of indices at once."""
+    """Images and labels held as whole tensors; indexed with a batch of indices at once (on their device)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         self.images, self.labels = images, labels
@@ -191,20 +191,24 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
 
     Like ``DistributedSampler`` it pads the shards to equal length so every rank runs the
     same number of steps, and reshuffles each epoch through ``set_epoch`` (Lightning calls it).
+    The indices live on ``device``, the data's: a CPU index into GPU-resident data would be
+    copied to the GPU for every batch, a host sync each time.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cpu") -> None:
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.rank, self.world_size, self.epoch, self.device = rank, world_size, 0, torch.device(device)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _shard(self) -> torch.Tensor:
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            generator = torch.Generator(self.device).manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=generator, device=self.device)
         else:
-            order = torch.arange(self.n)
+            order = torch.arange(self.n, device=self.device)
         if self.world_size > 1:
             per_rank = math.ceil(self.n / self.world_size)
             order = torch.cat([order, order[: per_rank * self.world_size - self.n]])
@@ -263,7 +267,7 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 0,
         split_seed: int = 0,
         augment: Optional[dict] = None,
-        resident_on_device: bool = False,
+        resident_on_device: bool | str = "auto",
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -278,6 +282,8 @@ class MNISTDataModule(L.LightningDataModule):
         unknown = set(self.augment or ()) - AUGMENT_KEYS
         if unknown:
             raise ValueError(f"data.augment has unknown keys {sorted(unknown)}; it takes {sorted(AUGMENT_KEYS)}.")
+        if resident_on_device not in (True, False, "auto"):
+            raise ValueError(f"data.resident_on_device={resident_on_device!r} is not allowed: use auto, true or false.")
         self.resident_on_device = resident_on_device
         self.train_set = self.val_set = self.test_set = None
 
@@ -294,8 +300,9 @@ class MNISTDataModule(L.LightningDataModule):
         if self.train_set is not None or self.test_set is not None:
             return
         data = self.load()
-        if self.resident_on_device and self.trainer is not None:
-            device = self.trainer.strategy.root_device
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        # auto: on a GPU, since the whole uint8 MNIST is 55 MB; elsewhere it is where it would be copied to.
+        if self.resident_on_device is True or (self.resident_on_device == "auto" and device.type == "cuda"):
             data = {k: v.to(device) if v is not None else None for k, v in data.items()}
         if data["test_x"] is not None and data["test_y"] is not None:
             self.test_set = TensorBatches(data["test_x"], data["test_y"])
@@ -313,10 +320,10 @@ class MNISTDataModule(L.LightningDataModule):
     def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = IndexBatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world)
-        pin = trainer is not None and trainer.strategy.root_device.type == "cuda" and not self.resident_on_device
+        sampler = IndexBatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world, dataset.images.device)
         # batch_size=None: the sampler's index tensor goes straight to __getitem__, no collate.
-        return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=pin)
+        # No pin_memory: page-locking every batch cost 5.7 ms on an H100; resident data needs no copy.
+        return DataLoader(dataset, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from mnist_lab.callbacks import TestFigures
 from mnist_lab.config import require
 from mnist_lab.module import load_classifier
+from mnist_lab.quiet import hide_known_noise
 
 
 def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
@@ -33,6 +34,7 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     figures = TestFigures(cfg.output_dir)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    hide_known_noise()
     trainer = instantiate(cfg.trainer, callbacks=[figures], logger=loggers or False, enable_model_summary=False)
     [metrics] = trainer.test(model, datamodule=datamodule, verbose=False)
 

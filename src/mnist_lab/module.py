@@ -30,6 +30,38 @@ def piecewise_lr(optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> Lamb
     return LambdaLR(optimizer, lambda epoch: lrs[min(epoch, len(lrs) - 1)] / base)
 
 
+class NonFiniteLoss:
+    """The first non-finite training loss, its step and learning rate, kept on the loss's device.
+
+    ``update`` only queues a few element-wise ops; ``check`` reads the record (one host sync) and
+    stops the run naming the step, however many steps ago it was. Every epoch's last step is
+    checked, so ``epoch`` is the one the step was in.
+    """
+
+    def __init__(self) -> None:
+        self.step: Optional[torch.Tensor] = None
+
+    def update(self, loss: torch.Tensor, step: int, lr: float) -> None:
+        if self.step is None:
+            self.step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self.loss = torch.zeros((), dtype=torch.float32, device=loss.device)
+            self.lr = torch.zeros((), dtype=torch.float32, device=loss.device)
+        first = ~torch.isfinite(loss) & (self.step < 0)
+        self.step = torch.where(first, step, self.step)  # Python scalars: no host-to-device copy
+        self.loss = torch.where(first, loss.float(), self.loss)
+        self.lr = torch.where(first, lr, self.lr)
+
+    def check(self, epoch: int) -> None:
+        if self.step is None:
+            return
+        step = int(self.step)
+        if step >= 0:
+            raise FloatingPointError(
+                f"train_loss became {float(self.loss)} at step {step} (epoch {epoch}); "
+                f"the learning rate ({float(self.lr):g}) is probably too high."
+            )
+
+
 class DigitClassifier(L.LightningModule):
     """Wraps a network built from ``net`` (a ``_target_`` dict) so checkpoints rebuild it alone."""
 
@@ -57,6 +89,7 @@ class DigitClassifier(L.LightningModule):
         self.val_acc, self.test_acc = MulticlassAccuracy(10, average="micro"), MulticlassAccuracy(10, average="micro")
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
+        self.nonfinite = NonFiniteLoss()
         # For the model graph and summary; two images because batch norm refuses one in training mode.
         self.example_input_array = torch.zeros(2, 1, 28, 28)
 
@@ -71,24 +104,28 @@ class DigitClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        if not torch.isfinite(loss):
-            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-            raise FloatingPointError(
-                f"train_loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                f"the learning rate ({lr:g}) is probably too high."
-            )
+        self.nonfinite.update(loss.detach(), self.global_step, self.trainer.optimizers[0].param_groups[0]["lr"])
         self.train_loss.update(loss.detach())
         self.train_acc.update(logits.detach(), y)
-        # Each self.log costs ~1 ms on CPU (more than a whole logreg step), so the per-step values
-        # are logged only on the steps Lightning writes, and the epoch means once, on the last batch
-        # (callbacks' on_train_epoch_end runs before the module's, too late for EpochHistory).
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        # No tensor is read back to the host except on the steps Lightning writes logs and at the
+        # epoch's end: on a GPU each read waits for all queued work. Each self.log costs ~1 ms on
+        # CPU too. Callbacks' on_train_epoch_end runs before the module's, too late for
+        # EpochHistory, hence the epoch means on the last batch.
+        log_step = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        last_batch = batch_idx + 1 == self.trainer.num_training_batches
+        if log_step or last_batch or self.global_step + 1 == self.trainer.max_steps:
+            self.nonfinite.check(self.current_epoch)
+        if log_step:
             batch_acc = (logits.argmax(-1) == y).float().mean()
-            self.log_dict({"train_loss_step": loss.detach(), "train_acc_step": batch_acc}, on_step=True, on_epoch=False, prog_bar=True)
-        if batch_idx + 1 == self.trainer.num_training_batches:
+            # Not prog_bar: Lightning would turn them into numbers after every step; ProgressBar shows them.
+            self.log_dict({"train_loss_step": loss.detach(), "train_acc_step": batch_acc}, on_step=True, on_epoch=False)
+        if last_batch:
             epoch = {"train_loss_epoch": self.train_loss.compute(), "train_acc_epoch": self.train_acc.compute()}
             self.log_dict(epoch, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_validation_start(self) -> None:
+        self.nonfinite.check(self.current_epoch)  # mid-epoch validation (val_check_interval) must not checkpoint diverged weights
 
     def on_train_epoch_start(self) -> None:
         self.train_loss.reset()
