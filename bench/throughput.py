@@ -120,6 +120,8 @@ def take_turns(cfg, compile: bool, turn: int) -> tuple[list, list, int]:
     turns = TakeTurns(PlainLoop(cfg, datamodule, compile), turn)
     trainer.callbacks.append(turns)
     trainer.fit(model, datamodule=datamodule)
+    warm_up = [sum(s for s, _ in side[0]) for side in (turns.plain, turns.lightning)]
+    print(f"warm-up epoch (with compilation, if any): plain {warm_up[0]:.1f} s, Lightning {warm_up[1]:.1f} s")
     return turns.plain[1:], turns.lightning[1:], len(datamodule.train_set)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -43,3 +44,30 @@ def test_a_finite_loss_passes_the_check():
     guard.check(epoch=0)  # nothing recorded yet
     guard.update(torch.tensor(0.7), step=0, lr=0.1)
     guard.check(epoch=0)
+
+
+class NoSyncBetween(L.Callback):
+    """Makes any host sync an error from the start of step ``first`` to the end of step ``last``."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.first:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_data_stays_there_and_steps_between_logging_never_sync(make_cfg):
+    cfg = make_cfg("trainer.accelerator=gpu", "trainer.max_steps=48", "trainer.limit_val_batches=0", "test=false")
+    trainer, datamodule = build_trainer(cfg), instantiate(cfg.data)
+    trainer.callbacks.append(NoSyncBetween(first=2, last=47))  # Lightning writes logs at step 50
+    try:
+        trainer.fit(instantiate(cfg.model), datamodule=datamodule)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert datamodule.train_set.images.device.type == "cuda"
