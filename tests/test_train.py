@@ -30,6 +30,7 @@ def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path)
     result = run_train(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test accuracy:" in result.stdout
+    assert "Tip:" not in result.stdout + result.stderr and "LeafSpec" not in result.stderr  # known noise hidden
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     checkpoints = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
     assert len(checkpoints) == 1 and (run_dir / "checkpoints" / "last.ckpt").is_file()
