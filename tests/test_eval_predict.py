@@ -6,13 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from drawings import write_drawings
+from photos import PAGE, photo, write_photos
 from mnist_lab.data import SHIPPED_DIR, load_mnist
-from mnist_lab.predict import InputError, to_mnist
+from mnist_lab.preprocess import InputError, open_image, to_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,16 +76,28 @@ def test_eval_refuses_bad_checkpoints_in_one_line(trained_run, tmp_path: Path, c
 
 def test_to_mnist_recovers_an_mnist_digit(mnist):
     digit = mnist["test_x"][0]
-    again = to_mnist(255 - torch.nn.functional.interpolate(digit[None, None].float(), size=(200, 200))[0, 0].byte())
+    again = to_mnist(255 - torch.nn.functional.interpolate(digit[None, None].float(), size=(200, 200))[0, 0].byte().numpy())
     original = digit.float() / 255
     assert again.shape == (28, 28) and again.max() == 1
     assert torch.nn.functional.cosine_similarity(again.flatten(), original.flatten(), dim=0) > 0.8
     with pytest.raises(InputError, match="blank"):
-        to_mnist(torch.full((50, 60), 255, dtype=torch.uint8))
+        to_mnist(torch.full((50, 60), 255, dtype=torch.uint8).numpy())
 
 
-def test_predict_recognises_drawings_and_reports_bad_inputs(trained_run, tmp_path: Path, mnist):
+def test_a_sideways_phone_photo_is_turned_upright_by_its_exif_tag(tmp_path: Path, mnist):
+    [(path, _)] = write_photos(mnist["test_x"][:1], mnist["test_y"][:1], tmp_path, seed=0)  # seed 0: stored sideways
+    with Image.open(path) as stored:
+        assert stored.getexif().get(0x0112) in (6, 8) and stored.size == PAGE[::-1]
+    assert open_image(path, 40_000_000).shape == (PAGE[1], PAGE[0], 3)
+
+
+def test_predict_recognises_photos_and_drawings_and_reports_bad_inputs(trained_run, tmp_path: Path, mnist):
     files = write_drawings(mnist["test_x"][:40], mnist["test_y"][:40], tmp_path / "drawings")
+    photos = write_photos(mnist["test_x"][100:200], mnist["test_y"][100:200], tmp_path / "photos")
+    rng = np.random.default_rng(0)
+    blank_pages = [tmp_path / f"blank_page{i}.jpg" for i in range(3)]
+    for page in blank_pages:
+        photo(None, rng).save(page, quality=85)
     white_on_black = tmp_path / "white_on_black.png"
     Image.fromarray(mnist["test_x"][1].numpy()).resize((280, 280)).save(white_on_black)
     bad = tmp_path / "bad"
@@ -94,23 +108,26 @@ def test_predict_recognises_drawings_and_reports_bad_inputs(trained_run, tmp_pat
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
     result = run("predict.py", f"ckpt_path={trained_run['ckpt']}",
-                 f"inputs=[{tmp_path / 'drawings'},{white_on_black},{bad},{tmp_path / 'empty'}]",
+                 f"inputs=[{tmp_path / 'drawings'},{tmp_path / 'photos'},{white_on_black},{bad},{tmp_path / 'empty'},"
+                 + ",".join(map(str, blank_pages)) + "]",
                  "max_pixels=4000000", "save_inputs=true", "save_csv=true", f"hydra.run.dir={out}", cwd=tmp_path)
     assert result.returncode == 1
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
     correct = sum(lines[str(path)].startswith(str(label)) for path, label in files)
-    assert correct >= 36, result.stdout
+    assert correct >= 38, result.stdout  # 40 before photos were handled and 40 after (fp32 model), no regression
+    assert sum(lines[str(path)].startswith(str(label)) for path, label in photos) >= 95, result.stdout  # 95 %; was 26 %
+    assert all("no digit found" in lines[str(page)] for page in blank_pages)
     assert lines[str(white_on_black)].startswith(str(int(mnist["test_y"][1])))
     assert "top 3" in lines[str(files[0][0])]
     assert "not a readable image" in lines[str(bad / "notes.png")]
     assert "blank" in lines[str(bad / "blank.png")]
     assert "too large" in lines[str(bad / "huge.png")]
     assert "folder holds no images" in lines[str(tmp_path / "empty")]
-    assert "4 input(s) could not be predicted" in result.stdout
+    assert "7 input(s) could not be predicted" in result.stdout
     with (out / "predictions.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 41
+        assert len(list(csv.DictReader(f))) == 141
     seen = sorted((out / "inputs").glob("*.png"))
-    assert len(seen) == 41 and Image.open(seen[0]).size == (28, 28)
+    assert len(seen) == 141 and Image.open(seen[0]).size == (28, 28)
 
 
 def test_predict_shows_a_test_image_and_writes_a_kaggle_submission(trained_run, tmp_path: Path, mnist):

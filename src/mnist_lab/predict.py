@@ -3,84 +3,20 @@
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.functional import pil_to_tensor, resize
 from torchvision.utils import save_image
 
 from mnist_lab.config import ConfigError, require
 from mnist_lab.data import SHIPPED_DIR, load_mnist, read_digit_csv
 from mnist_lab.module import DigitClassifier, load_classifier
+from mnist_lab.preprocess import InputError, open_image, to_mnist
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-class InputError(ValueError):
-    """One input cannot be predicted; the others still are."""
-
-
-def open_image(path: Path, max_pixels: int) -> Image.Image:
-    """Open an image as greyscale, refusing non-images and decompression bombs before decoding."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = max_pixels
-            img = Image.open(path)
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InputError(f"image too large ({err}); raise max_pixels if it is genuine") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise InputError(f"not a readable image ({type(err).__name__}: {err})") from None
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Transparent pixels count as paper, whatever colour they hide.
-        img = img.convert("RGBA")
-        paper = Image.new("RGBA", img.size, "white")
-        img = Image.alpha_composite(paper, img)
-    return img.convert("L")
-
-
-def to_mnist(gray: torch.Tensor) -> torch.Tensor:
-    """A greyscale image (H, W) of any size and polarity -> a (28, 28) MNIST-style digit in [0, 1].
-
-    Like MNIST: white ink on black, cropped to the ink, scaled to fit 20x20 keeping the aspect
-    ratio, and placed in 28x28 with its centre of mass at the centre.
-    """
-    x = gray.float() / 255
-    background = torch.cat([x[0], x[-1], x[:, 0], x[:, -1]]).median()
-    if background > 0.5:  # dark ink on light paper
-        x, background = 1 - x, 1 - background
-    if x.max() - background < 0.2:
-        raise InputError("no digit found: the image is blank or has almost no contrast")
-    x = ((x - background) / (x.max() - background)).clamp(0, 1)
-    x = torch.where(x > 0.1, x, torch.zeros_like(x))  # paper texture and JPEG noise
-    ink = torch.nonzero(x > 0.3)
-    (top, left), (bottom, right) = ink.min(0).values, ink.max(0).values
-    digit = x[top : bottom + 1, left : right + 1]
-    h, w = digit.shape
-    scale = 20 / max(h, w)
-    # MNIST strokes are ~2 px wide in the 20 px box; thicken a thin pen line before shrinking it.
-    thickness = len(ink) / (2.5 * max(h, w))
-    grow = int(2 / scale - thickness)
-    if grow >= 2:
-        k = grow | 1
-        digit = F.max_pool2d(digit[None, None], k, stride=1, padding=k // 2)[0, 0]
-    size = [max(1, round(h * scale)), max(1, round(w * scale))]
-    digit = resize(digit[None], size, antialias=True)[0].clamp(min=0)
-    digit = digit / digit.max()
-    ys, xs = torch.arange(size[0], dtype=torch.float), torch.arange(size[1], dtype=torch.float)
-    mass = digit.sum()
-    cy, cx = float((digit.sum(1) * ys).sum() / mass), float((digit.sum(0) * xs).sum() / mass)
-    # MNIST put the centre of mass at pixel (14, 14), measured from 0.
-    top, left = min(max(round(14 - cy), 0), 28 - size[0]), min(max(round(14 - cx), 0), 28 - size[1])
-    out = torch.zeros(28, 28)
-    out[top : top + size[0], left : left + size[1]] = digit
-    return out
 
 
 def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Optional[str]]]:
@@ -123,7 +59,7 @@ def predict(cfg: DictConfig) -> int:
         try:
             if error:
                 raise InputError(error)
-            x = to_mnist(pil_to_tensor(open_image(file, cfg.max_pixels))[0])
+            x = to_mnist(open_image(file, cfg.max_pixels))
         except InputError as err:
             print(f"{name}: error: {err}")
             failures += 1

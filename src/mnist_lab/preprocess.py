@@ -1,0 +1,126 @@
+"""A user's photo or drawing of a digit -> a 28x28 digit made the way MNIST's were.
+
+Phone photos bring what MNIST never had: a sideways EXIF orientation, grey paper, lighting
+gradients, shadows, noise, coloured ink. The path: upright (EXIF) -> ink map (the paper divided
+out) -> the digit's strokes (Otsu's threshold, connected components) -> the MNIST look (thick
+enough strokes, scaled to fit 20x20, centre of mass at the centre of 28x28).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.functional import resize
+
+WORK_SIDE = 800  # px: larger photos are shrunk first; the digit ends up 20 px tall anyway
+PAPER_WINDOW = 0.08  # of the longest side: wider than a pen stroke, narrower than a shadow's soft edge
+POLARITY_BLUR = 0.15  # of the longest side: the page's brightness around a stroke, wider than thick strokes
+MIN_INK = 0.15  # what Otsu's threshold calls ink is paper texture and noise if this faint on average
+NEAR_DIGIT = 0.25  # strokes count as the digit's if this close to its largest stroke (of that stroke's size)
+MIN_PART = 0.005  # ... and at least this fraction of its area (dots of noise are not)
+
+
+class InputError(ValueError):
+    """One input cannot be predicted; the others still are."""
+
+
+def open_image(path: Path, max_pixels: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, upright as the camera meant it, transparency as white paper.
+
+    Refuses non-images and decompression bombs before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            img = Image.open(path)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(f"image too large ({err}); raise max_pixels if it is genuine") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise InputError(f"not a readable image ({type(err).__name__}: {err})") from None
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+    return np.asarray(img.convert("RGB"))
+
+
+def dark_ink(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, ink dark on light paper, the longest side at most WORK_SIDE."""
+    gray = rgb.min(axis=2)  # coloured ink is dark in at least one channel; white paper in none
+    shrink = WORK_SIDE / max(gray.shape)
+    if shrink < 1:
+        gray = cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    # Ink is what stands out most from the page's brightness around it, darker or lighter.
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
+    page = cv2.resize(cv2.GaussianBlur(small, (0, 0), POLARITY_BLUR * max(small.shape)), gray.shape[::-1])
+    lighter, darker = np.percentile(gray - page, 99.8), -np.percentile(gray - page, 0.2)
+    # Light ink on dark paper (MNIST itself) only when clearly so: a blank page's glare is no ink.
+    if lighter > max(2 * darker, 255 * MIN_INK):
+        gray = 255 - gray
+    return gray
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel of a ``dark_ink`` image holds, float32 in [0, 1]: the paper, with
+    its light and shadows, divided out."""
+    k = int(PAPER_WINDOW * max(gray.shape)) | 1
+    # A closing (max then min filter) wipes out strokes thinner than k: what is left is the paper.
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    paper = cv2.GaussianBlur(paper, (0, 0), k / 4).astype(np.float32)
+    return 1 - np.clip(gray.astype(np.float32) / np.maximum(paper, 1), 0, 1)
+
+
+def digit_strokes(ink: np.ndarray) -> np.ndarray:
+    """The digit cut out of an ink map: its bounding box, grey levels kept, other marks and noise zeroed."""
+    level, mask = cv2.threshold((ink * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if not mask.any() or ink[mask > 0].mean() < MIN_INK:
+        raise InputError("no digit found: the image is blank or has almost no contrast")
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = stats[main]
+    margin = NEAR_DIGIT * max(w, h)
+    near = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= MIN_PART * area
+            and stats[i, 0] + stats[i, 2] >= x - margin and stats[i, 0] <= x + w + margin
+            and stats[i, 1] + stats[i, 3] >= y - margin and stats[i, 1] <= y + h + margin]
+    keep = np.isin(labels, near).astype(np.uint8)
+    left, top = stats[near, 0].min(), stats[near, 1].min()
+    right, bottom = (stats[near, 0] + stats[near, 2]).max(), (stats[near, 1] + stats[near, 3]).max()
+    keep = cv2.dilate(keep, np.ones((3, 3), np.uint8))  # the strokes' soft edges, below the threshold
+    digit = (ink * keep)[top:bottom, left:right]
+    return np.clip(digit / np.percentile(digit[digit * 255 > level], 90), 0, 1)  # full strokes are 1, as in MNIST
+
+
+def mnist_look(digit: torch.Tensor) -> torch.Tensor:
+    """A cropped digit (H, W) in [0, 1], ink high -> (28, 28) like MNIST: strokes ~2 px wide in a
+    20x20 box, placed with the centre of mass at pixel (14, 14)."""
+    h, w = digit.shape
+    scale = 20 / max(h, w)
+    # Thicken a thin pen line before shrinking it (MNIST strokes are ~2 px in the 20 px box).
+    thickness = int((digit > 0.3).sum()) / (2.5 * max(h, w))
+    grow = int(2 / scale - thickness)
+    if grow >= 2:
+        k = grow | 1
+        digit = F.max_pool2d(digit[None, None], k, stride=1, padding=k // 2)[0, 0]
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    digit = resize(digit[None], size, antialias=True)[0].clamp(min=0)
+    digit = digit / digit.max()
+    ys, xs = torch.arange(size[0], dtype=torch.float), torch.arange(size[1], dtype=torch.float)
+    mass = digit.sum()
+    cy, cx = float((digit.sum(1) * ys).sum() / mass), float((digit.sum(0) * xs).sum() / mass)
+    top, left = min(max(round(14 - cy), 0), 28 - size[0]), min(max(round(14 - cx), 0), 28 - size[1])
+    out = torch.zeros(28, 28)
+    out[top : top + size[0], left : left + size[1]] = digit
+    return out
+
+
+def to_mnist(rgb: np.ndarray) -> torch.Tensor:
+    """An image (H, W, 3) or (H, W) uint8 -> the (28, 28) MNIST-style digit in [0, 1] the network expects."""
+    ink = ink_map(dark_ink(rgb if rgb.ndim == 3 else rgb[..., None]))
+    return mnist_look(torch.from_numpy(digit_strokes(ink)).float())
