@@ -39,7 +39,9 @@ class NonFiniteLoss:
     """
 
     def __init__(self) -> None:
-        self.step: Optional[torch.Tensor] = None
+        self.step: Optional[torch.Tensor] = None  # -1 until a loss is non-finite; made on the loss's device
+        self.loss: Optional[torch.Tensor] = None
+        self.lr: Optional[torch.Tensor] = None
 
     def update(self, loss: torch.Tensor, step: int, lr: float) -> None:
         if self.step is None:

@@ -60,9 +60,9 @@ def dark_ink(rgb: np.ndarray) -> np.ndarray:
     h, w = gray.shape
     small = cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
     page = cv2.resize(cv2.GaussianBlur(small, (0, 0), POLARITY_BLUR * max(small.shape)), gray.shape[::-1])
-    lighter, darker = np.percentile(gray - page, 99.8), -np.percentile(gray - page, 0.2)
+    darkest, lightest = np.percentile(gray - page, [0.2, 99.8])
     # Light ink on dark paper (MNIST itself) only when clearly so: a blank page's glare is no ink.
-    if lighter > max(2 * darker, 255 * MIN_INK):
+    if lightest > max(-2 * darkest, 255 * MIN_INK):
         gray = 255 - gray
     return gray
 
@@ -82,16 +82,16 @@ def digit_strokes(ink: np.ndarray) -> np.ndarray:
     level, mask = cv2.threshold((ink * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if not mask.any() or ink[mask > 0].mean() < MIN_INK:
         raise InputError("no digit found: the image is blank or has almost no contrast")
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h, area = stats[main]
-    margin = NEAR_DIGIT * max(w, h)
-    near = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= MIN_PART * area
-            and stats[i, 0] + stats[i, 2] >= x - margin and stats[i, 0] <= x + w + margin
-            and stats[i, 1] + stats[i, 3] >= y - margin and stats[i, 1] <= y + h + margin]
-    keep = np.isin(labels, near).astype(np.uint8)
-    left, top = stats[near, 0].min(), stats[near, 1].min()
-    right, bottom = (stats[near, 0] + stats[near, 2]).max(), (stats[near, 1] + stats[near, 3]).max()
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    lefts, tops, widths, heights, areas = stats[1:].T  # row 0 is the background
+    rights, bottoms = lefts + widths, tops + heights
+    main = int(np.argmax(areas))
+    margin = NEAR_DIGIT * max(widths[main], heights[main])
+    near = ((areas >= MIN_PART * areas[main])
+            & (rights >= lefts[main] - margin) & (lefts <= rights[main] + margin)
+            & (bottoms >= tops[main] - margin) & (tops <= bottoms[main] + margin))
+    keep = np.isin(labels, 1 + np.flatnonzero(near)).astype(np.uint8)
+    left, top, right, bottom = lefts[near].min(), tops[near].min(), rights[near].max(), bottoms[near].max()
     keep = cv2.dilate(keep, np.ones((3, 3), np.uint8))  # the strokes' soft edges, below the threshold
     digit = (ink * keep)[top:bottom, left:right]
     return np.clip(digit / np.percentile(digit[digit * 255 > level], 90), 0, 1)  # full strokes are 1, as in MNIST
