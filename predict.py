@@ -3,7 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from mnist_lab.config import friendly_errors, register_resolvers
+from mnist_lab.errors import friendly_errors
+from mnist_lab.resolvers import register_resolvers
 from mnist_lab.predict import predict
 
 register_resolvers()

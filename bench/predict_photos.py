@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from drawings import write_drawings  # noqa: E402
 from photos import write_photos  # noqa: E402
 
-from mnist_lab.data import SHIPPED_DIR, load_mnist  # noqa: E402
+from mnist_lab.mnist import SHIPPED_DIR, load_mnist  # noqa: E402
 from mnist_lab.module import load_classifier  # noqa: E402
 from mnist_lab.predict import classify  # noqa: E402
 from mnist_lab.preprocess import InputError, open_image, to_mnist  # noqa: E402

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from mnist_lab.cli import build_trainer
-from mnist_lab.config import register_resolvers
+from mnist_lab.instantiators import build_trainer
+from mnist_lab.mnist import to_unit
+from mnist_lab.resolvers import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -71,7 +72,7 @@ class PlainLoop:
         if idx is None:
             self.batches = iter(torch.randperm(len(self.labels), device=self.device).split(self.batch_size))
             idx = next(self.batches)
-        x = ((self.images[idx].unsqueeze(1).float() / 255 - self.mean) / self.std).contiguous(memory_format=self.layout)
+        x = ((to_unit(self.images[idx].unsqueeze(1)) - self.mean) / self.std).contiguous(memory_format=self.layout)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = F.cross_entropy(self.net(x), self.labels[idx], label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)

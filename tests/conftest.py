@@ -8,8 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_lab.config import register_resolvers
-from mnist_lab.data import SHIPPED_DIR
+from mnist_lab.mnist import SHIPPED_DIR
+from mnist_lab.resolvers import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -5,10 +5,13 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import MissingConfigException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from mnist_lab.config import ConfigError, auto_precision, cpu_has_bf16, validate
+from mnist_lab import hardware
+from mnist_lab.errors import ConfigError
+from mnist_lab.training import prepare
+from mnist_lab.validation import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -31,7 +34,7 @@ def test_every_config_option_composes_and_instantiates(make_cfg, override):
     assert instantiate(cfg.data).batch_size == cfg.data.batch_size
     for section in ("logger", "callbacks"):
         for conf in (cfg.get(section) or {}).values():
-            assert instantiate(conf) is not None
+            assert isinstance(instantiate(conf), get_class(conf._target_))
 
 
 def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):
@@ -42,19 +45,19 @@ def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):
 
 
 def test_experiments_reproduce_the_tutorial_recipes(make_cfg):
-    cnn = make_cfg("experiment=seed_cnn")
+    cnn = make_cfg("experiment=tutorial_cnn")
     assert cnn.model.optimizer._target_ == "torch.optim.Adam" and cnn.model.scheduler.lrs == [5e-4, 3e-4, 1e-4]
     assert cnn.model.optimizer.lr == 5e-4  # what the dashboards show as its lr
     assert (cnn.data.batch_size, cnn.model.net.dropout, cnn.trainer.max_epochs) == (50, 0.5, 3)
-    logreg = make_cfg("experiment=seed_logreg")
+    logreg = make_cfg("experiment=tutorial_logreg")
     assert (logreg.model.optimizer._target_, logreg.model.optimizer.lr, logreg.data.batch_size) == ("torch.optim.SGD", 0.5, 100)
     assert logreg.model.net._target_.endswith("LogReg") and logreg.trainer.max_steps == 1000
-    mlp = make_cfg("experiment=seed_mlp")
+    mlp = make_cfg("experiment=tutorial_mlp")
     assert mlp.model.net.hidden == [10] and mlp.model.net.activation == "sigmoid" and mlp.trainer.max_epochs == 10
 
 
 def test_command_line_overrides_still_apply_over_an_experiment(make_cfg):
-    cfg = make_cfg("experiment=seed_cnn", "model.optimizer.lr=0.01", "seed=0")
+    cfg = make_cfg("experiment=tutorial_cnn", "model.optimizer.lr=0.01", "seed=0")
     assert cfg.model.optimizer.lr == 0.01 and cfg.seed == 0
 
 
@@ -72,6 +75,10 @@ def test_unknown_model_name_lists_the_choices(make_cfg):
         ("data.batch_size=0", "data.batch_size=0 is not allowed: it must be >= 1"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0 is not allowed"),
         ("data.val_size=60000", "data.val_size=60000 is not allowed: it must be smaller than the 60000"),
+        ("data.val_size=-1", "data.val_size=-1 is not allowed: it must be >= 0"),
+        ("data.augment={rotation:10}", r"data.augment=\{'rotation': 10\} is not allowed: unknown keys"),
+        ("model=deep_cnn model.net.width=0", "model.net.width=0 is not allowed: it must be > 0"),
+        ("model=mlp model.net.activation=swish", "model.net.activation=swish is not allowed: choose one of"),
         ("trainer.precision=16-mixed", "trainer.precision=16-mixed is not allowed: fp16 needs a GPU"),
         ("trainer.precision=fp8", "trainer.precision=fp8 is not allowed: choose one of"),
         ("trainer=gpu", "trainer.accelerator=gpu is not allowed: no CUDA GPU"),
@@ -80,19 +87,22 @@ def test_unknown_model_name_lists_the_choices(make_cfg):
 def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):
     if "gpu" in override and __import__("torch").cuda.is_available():
         pytest.skip("a GPU is present")
-    cfg = make_cfg(override)
+    cfg = make_cfg(*override.split())
     if override == "trainer=gpu":  # the fixture pins the CPU; ask for the GPU again
         cfg.trainer.accelerator = "gpu"
     with pytest.raises(ConfigError, match=message):
-        validate(cfg)
+        prepare(cfg)  # checks and builds the data module and model; reads no data
 
 
-def test_auto_precision_follows_the_hardware():
-    assert auto_precision("cpu") == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+@pytest.mark.parametrize("cpu_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_it(monkeypatch, cpu_bf16, expected):
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: cpu_bf16)
+    assert hardware.auto_precision("cpu") == expected
 
 
-def test_tiny_models_train_in_fp32_unless_told_otherwise(make_cfg):
-    assert make_cfg("model=cnn").trainer.precision == auto_precision("cpu")
+def test_tiny_models_train_in_fp32_unless_told_otherwise(make_cfg, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)  # where the CNNs would train in bf16
+    assert make_cfg("model=cnn").trainer.precision == make_cfg("model=deep_cnn").trainer.precision == "bf16-mixed"
     for model in ("mlp", "logreg"):
         assert make_cfg(f"model={model}").trainer.precision == "32-true"
         assert make_cfg(f"model={model}", "trainer=gpu").trainer.precision == "32-true"
@@ -102,20 +112,18 @@ def test_tiny_models_train_in_fp32_unless_told_otherwise(make_cfg):
 def test_models_pick_their_batch_size_unless_told_otherwise(make_cfg):
     sizes = {name: make_cfg(f"model={name}").data.batch_size for name in ("cnn", "deep_cnn", "mlp", "logreg")}
     assert sizes == {"cnn": 256, "deep_cnn": 128, "mlp": 512, "logreg": 512}
-    assert make_cfg("experiment=seed_cnn").data.batch_size == 50
+    assert make_cfg("experiment=tutorial_cnn").data.batch_size == 50
     assert make_cfg("model=cnn", "data.batch_size=64").data.batch_size == 64
 
 
 def test_nvml_check_is_dropped_only_where_the_driver_is_missing(monkeypatch):
-    from mnist_lab import config
-
     def missing(name):
         raise OSError(f"{name}: cannot open shared object file")
 
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    monkeypatch.setattr(config.ctypes, "CDLL", lambda name: object())
-    config.skip_nvml_check_without_driver()
+    monkeypatch.setattr(hardware.ctypes, "CDLL", lambda name: object())
+    hardware.skip_nvml_check_without_driver()
     assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
-    monkeypatch.setattr(config.ctypes, "CDLL", missing)
-    config.skip_nvml_check_without_driver()
+    monkeypatch.setattr(hardware.ctypes, "CDLL", missing)
+    hardware.skip_nvml_check_without_driver()
     assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ

@@ -6,18 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lab import data as data_mod
-from mnist_lab.data import (
-    MNIST_FILES,
-    SHIPPED_DIR,
-    DataError,
-    IndexBatchSampler,
-    MNISTDataModule,
-    load_mnist,
-    random_distortion,
-    read_digit_csv,
-    read_idx,
-)
+from mnist_lab.augment import random_distortion
+from mnist_lab.batching import IndexBatchSampler
+from mnist_lab.data import MNISTDataModule
+from mnist_lab.errors import ConfigError, DataError
+from mnist_lab.kaggle_csv import read_digit_csv
+from mnist_lab.mnist import FILES, SHIPPED_DIR, load_mnist, read_idx
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +51,7 @@ def test_val_size_zero_means_no_validation_and_too_large_is_refused():
     dm = MNISTDataModule(val_size=0)
     dm.setup()
     assert len(dm.train_set) == 60_000 and dm.val_set is None and dm.val_dataloader() == []
-    with pytest.raises(ValueError, match="val_size=60000 must be smaller than the 60000"):
+    with pytest.raises(ConfigError, match="val_size=60000 is not allowed: it must be smaller than the 60000"):
         MNISTDataModule(val_size=60_000).setup()
 
 
@@ -109,7 +103,7 @@ def test_elastic_warp_moves_pixels_by_at_most_its_size():
 
 
 def test_unknown_augmentation_is_refused_up_front():
-    with pytest.raises(ValueError, match=r"unknown keys \['rotation'\].*'degrees'"):
+    with pytest.raises(ConfigError, match=r"unknown keys \['rotation'\].*'degrees'"):
         MNISTDataModule(augment={"rotation": 10})
 
 
@@ -136,7 +130,7 @@ def test_sampler_shards_ranks_disjointly_and_reshuffles_each_epoch():
     ],
 )
 def test_damaged_idx_file_is_refused_naming_the_file(mnist_copy: Path, damage, message):
-    target = mnist_copy / MNIST_FILES["test_images"].name
+    target = mnist_copy / FILES["test_images"].name
     target.write_bytes(damage(target.read_bytes()))
     with pytest.raises(DataError, match=message) as err:
         MNISTDataModule(data_dir=str(mnist_copy)).setup()
@@ -147,11 +141,11 @@ def test_broken_gzip_is_refused(tmp_path: Path):
     bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
     bad.write_bytes(gzip.compress(bytes(range(256)) * 40)[:200])
     with pytest.raises(DataError, match="cannot read or decompress"):
-        read_idx(bad, MNIST_FILES["test_labels"])
+        read_idx(bad, FILES["test_labels"])
 
 
 def test_data_folder_is_left_untouched_on_error(mnist_copy: Path):
-    target = mnist_copy / MNIST_FILES["train_labels"].name
+    target = mnist_copy / FILES["train_labels"].name
     target.write_bytes(target.read_bytes()[:100])
     before = {p.name: p.read_bytes() for p in mnist_copy.iterdir()}
     with pytest.raises(DataError):
@@ -172,7 +166,7 @@ def test_missing_files_fall_back_to_download_and_say_where_to_put_them(tmp_path:
         MNISTDataModule(data_dir=str(tmp_path)).setup()
     assert calls == [(str(tmp_path), True, True)]
     text = str(err.value)
-    assert "train-images-idx3-ubyte" in text and str(tmp_path) in text and str(data_mod.SHIPPED_DIR) in text
+    assert "train-images-idx3-ubyte" in text and str(tmp_path) in text and str(SHIPPED_DIR) in text
 
 
 def _write_csv(path: Path, rows: list[str], label: bool = True) -> Path:

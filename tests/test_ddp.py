@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard(tmp_path: Path):
     probe = tmp_path / "probe"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}

@@ -13,7 +13,7 @@ from PIL import Image
 
 from drawings import write_drawings
 from photos import PAGE, photo, write_photos
-from mnist_lab.data import SHIPPED_DIR, load_mnist
+from mnist_lab.mnist import SHIPPED_DIR, load_mnist
 from mnist_lab.preprocess import InputError, open_image, to_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,7 @@ def mnist():
     return load_mnist(SHIPPED_DIR, download=False)
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_eval_reproduces_the_training_runs_test_accuracy(trained_run, tmp_path: Path):
     out = tmp_path / "eval"
     result = run("eval.py", f"ckpt_path={trained_run['ckpt']}", "trainer.accelerator=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
@@ -43,6 +44,7 @@ def test_eval_reproduces_the_training_runs_test_accuracy(trained_run, tmp_path: 
     assert list(out.glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_eval_on_a_labelled_csv(trained_run, tmp_path: Path, mnist):
     rows = [",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(mnist["test_x"][:50], mnist["test_y"][:50])]
     (tmp_path / "labelled.csv").write_text("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(rows) + "\n")
@@ -53,6 +55,7 @@ def test_eval_on_a_labelled_csv(trained_run, tmp_path: Path, mnist):
     assert json.loads((out / "metrics.json").read_text())["images"] == 50
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 @pytest.mark.parametrize(
     "ckpt, message",
     [
@@ -91,6 +94,7 @@ def test_a_sideways_phone_photo_is_turned_upright_by_its_exif_tag(tmp_path: Path
     assert open_image(path, 40_000_000).shape == (PAGE[1], PAGE[0], 3)
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_predict_recognises_photos_and_drawings_and_reports_bad_inputs(trained_run, tmp_path: Path, mnist):
     files = write_drawings(mnist["test_x"][:40], mnist["test_y"][:40], tmp_path / "drawings")
     photos = write_photos(mnist["test_x"][100:200], mnist["test_y"][100:200], tmp_path / "photos")
@@ -130,6 +134,7 @@ def test_predict_recognises_photos_and_drawings_and_reports_bad_inputs(trained_r
     assert len(seen) == 141 and Image.open(seen[0]).size == (28, 28)
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_predict_shows_a_test_image_and_writes_a_kaggle_submission(trained_run, tmp_path: Path, mnist):
     pixels = [",".join(map(str, x.flatten().tolist())) for x in mnist["test_x"][:30]]
     (tmp_path / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(pixels) + "\n")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mnist_lab.cli import build_trainer
+from mnist_lab.instantiators import build_trainer
 from mnist_lab.host_reads import CountHostReads, HostReads
 from mnist_lab.module import NonFiniteLoss
 

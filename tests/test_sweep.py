@@ -22,6 +22,7 @@ def summary(sweep_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_grid_sweep_survives_a_failed_run_and_resumes(tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     # dropout 1.5 is refused: that run fails, the other three still run.
@@ -57,6 +58,7 @@ def test_grid_sweep_survives_a_failed_run_and_resumes(tmp_path: Path):
     assert len(summary(sweep_dir)) == 4
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_named_sweep_from_config_runs_its_grid(tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     result = subprocess.run(
@@ -67,6 +69,7 @@ def test_named_sweep_from_config_runs_its_grid(tmp_path: Path):
     assert sorted(r["run"].split(",")[2] for r in rows) == ["lr=0.1", "lr=0.5"]
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_optuna_sweep_reports_the_best_parameters(tmp_path: Path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep_dir = tmp_path / "optuna"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.cli import run, train
+from mnist_lab.training import run, train
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.module import DigitClassifier, load_classifier
 
@@ -25,6 +25,7 @@ def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path):
     run_dir = tmp_path / "run"
     result = run_train(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -52,6 +53,7 @@ def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path)
         assert torch.allclose(model(x), twin(x))
 
 
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path: Path):
     procs = [
         subprocess.Popen(
@@ -71,6 +73,12 @@ def test_seed_makes_runs_repeatable_including_seed_zero(make_cfg):
     again = train(make_cfg(*overrides, "seed=0"))["metrics"]
     other = train(make_cfg(*overrides, "seed=1"))["metrics"]
     assert first == again and first != other
+
+
+def test_seed_null_trains_unseeded(make_cfg):
+    overrides = [*TINY, "model=logreg", "logger=[]", "callbacks=none", "test=false", "seed=null"]
+    runs = [train(make_cfg(*overrides))["metrics"]["train_loss_epoch"] for _ in range(2)]
+    assert runs[0] != runs[1]
 
 
 def test_no_validation_set_tests_the_last_weights(make_cfg, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +11,15 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, OnExceptionCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mnist_lab import figures
-
-HPARAM_METRICS = ("val_acc_best", "test_acc", "test_loss")
+from mnist_lab.mnist import CLASSES
 
 
 def tensorboards(trainer: L.Trainer) -> list[TensorBoardLogger]:
     return [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-
-
-@rank_zero_only
-def log_hparams(trainer: L.Trainer, params: dict[str, Any], metrics: tuple[str, ...] = HPARAM_METRICS) -> None:
-    """Fill TensorBoard's HPARAMS tab: ``params`` plus the names of the metrics to show beside them.
-
-    Unlike ``TensorBoardLogger.log_hyperparams(params, metrics)`` this writes no placeholder values
-    for the metrics: the tab shows the real ``val_acc_best``/``test_acc`` scalars logged later.
-    """
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.hparams.update(params)  # for its hparams.yaml
-            writer = logger.experiment._get_file_writer()
-            for summary in hparams_summary(params, dict.fromkeys(metrics, 0.0)):
-                writer.add_summary(summary)
-        else:
-            logger.log_hyperparams(params)
 
 
 class ProgressBar(TQDMProgressBar):
@@ -138,7 +117,7 @@ class TestFigures(Callback):
         self.dirpath, self.max_images = Path(dirpath), max_images
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confusion = MulticlassConfusionMatrix(10).to(pl_module.device)
+        self.confusion = MulticlassConfusionMatrix(CLASSES).to(pl_module.device)
         self.wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -185,20 +164,6 @@ class EMA(EMAWeightAveraging):
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == "fit":
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file and renames it: a kill mid-save never leaves half a file."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
 
 
 class InterruptCheckpoint(OnExceptionCheckpoint):

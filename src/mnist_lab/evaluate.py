@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mnist_lab.callbacks import TestFigures
-from mnist_lab.config import require
+from mnist_lab.instantiators import build, instantiate_loggers
 from mnist_lab.module import load_classifier
 from mnist_lab.quiet import hide_known_noise
+from mnist_lab.validation import require
 
 
 def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
@@ -29,13 +29,14 @@ def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    """Test the checkpoint ``cfg.ckpt_path``; metrics.json and the test figures go to the run folder."""
     path = require(cfg, "ckpt_path", "python eval.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
     model = load_classifier(path)
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     figures = TestFigures(cfg.output_dir)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    loggers = instantiate_loggers(cfg)
     hide_known_noise()
-    trainer = instantiate(cfg.trainer, callbacks=[figures], logger=loggers or False, enable_model_summary=False)
+    trainer = build(cfg.trainer, callbacks=[figures], logger=loggers or False, enable_model_summary=False)
     [metrics] = trainer.test(model, datamodule=datamodule, verbose=False)
 
     report = class_report(figures.confusion.compute())
@@ -43,8 +44,12 @@ def evaluate(cfg: DictConfig) -> dict:
     Path(cfg.output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
 
     print(f"{path}: test_loss {metrics['test_loss']:.4f}, test_acc {100 * metrics['test_acc']:.2f} % on {result['images']} images")
+    print_report(report)
+    print(f"Wrote metrics.json, confusion_matrix.png, misclassified.png to {cfg.output_dir}")
+    return result
+
+
+def print_report(report: list[dict[str, float]]) -> None:
     print("digit  precision  recall      f1  support")
     for r in report:
         print(f"{r['digit']:>5}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['f1']:>6.4f}  {r['support']:>7}")
-    print(f"Wrote metrics.json, confusion_matrix.png, misclassified.png to {cfg.output_dir}")
-    return result

@@ -15,8 +15,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-# MNIST training-set pixel statistics; part of the model so a checkpoint carries its preprocessing.
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+from mnist_lab import mnist
+from mnist_lab.errors import CheckpointError
 
 
 def _plain(value: Any) -> Any:
@@ -74,8 +74,8 @@ class DigitClassifier(L.LightningModule):
         scheduler: Optional[dict] = None,
         scheduler_interval: str = "step",
         label_smoothing: float = 0.0,
-        mean: float = MNIST_MEAN,
-        std: float = MNIST_STD,
+        mean: float = mnist.MEAN,  # part of the model, so a checkpoint carries its preprocessing
+        std: float = mnist.STD,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
@@ -86,14 +86,14 @@ class DigitClassifier(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         # The training metrics skip torchmetrics' input checks (a tenth of a small model's step):
         # the labels are ours and training_step stops on a non-finite loss first.
-        self.train_acc = MulticlassAccuracy(10, average="micro", validate_args=False)
+        self.train_acc = MulticlassAccuracy(mnist.CLASSES, average="micro", validate_args=False)
         self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_acc, self.test_acc = MulticlassAccuracy(10, average="micro"), MulticlassAccuracy(10, average="micro")
+        self.val_acc, self.test_acc = (MulticlassAccuracy(mnist.CLASSES, average="micro") for _ in range(2))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
         self.nonfinite = NonFiniteLoss()
         # For the model graph and summary; two images because batch norm refuses one in training mode.
-        self.example_input_array = torch.zeros(2, 1, 28, 28)
+        self.example_input_array = torch.zeros(2, 1, mnist.SIDE, mnist.SIDE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for images ``x`` of shape (B, 1, 28, 28) with values in [0, 1]."""
@@ -153,10 +153,6 @@ class DigitClassifier(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "test", self.test_acc)  # logits, for the TestFigures callback
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=-1)
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # With the RNG state a resumed run draws the same dropout masks and augmentations.
         checkpoint["rng_state"] = torch.get_rng_state()
@@ -181,10 +177,6 @@ class DigitClassifier(L.LightningModule):
             extra["total_steps"] = int(steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs)
         scheduler = make_scheduler(optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or not one of ours."""
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:

@@ -1,4 +1,4 @@
-"""The three networks. Each takes (B, 1, 28, 28) normalised images and returns (B, 10) logits."""
+"""The four networks. Each takes (B, 1, 28, 28) normalised images and returns (B, 10) logits."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from typing import Sequence
 
 from torch import nn
 
+from mnist_lab.errors import check
+from mnist_lab.mnist import CLASSES, SIDE
+
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
 def _check_dropout(dropout: float) -> None:
-    if not 0 <= dropout < 1:
-        raise ValueError(f"model.net.dropout={dropout} is outside [0, 1).")
+    check(0 <= dropout < 1, "model.net.dropout", dropout, "it must be in [0, 1)")
 
 
 class CNN(nn.Sequential):
@@ -27,10 +29,10 @@ class CNN(nn.Sequential):
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(7 * 7 * 64, 1024),
+            nn.Linear((SIDE // 4) ** 2 * 64, 1024),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(1024, 10),
+            nn.Linear(1024, CLASSES),
         )
         if tutorial_init:
             for layer in self:
@@ -54,14 +56,13 @@ class DeepCNN(nn.Sequential):
 
     def __init__(self, dropout: float = 0.4, width: float = 1.0) -> None:
         _check_dropout(dropout)
-        if width <= 0:
-            raise ValueError(f"model.net.width={width} must be > 0 (it multiplies every layer's channels).")
+        check(width > 0, "model.net.width", width, "it must be > 0 (it multiplies every layer's channels)")
         a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
         super().__init__(
             *_conv_bn(1, a, 3), *_conv_bn(a, a, 3), *_conv_bn(a, a, 5, stride=2, padding=2), nn.Dropout(dropout),
             *_conv_bn(a, b, 3), *_conv_bn(b, b, 3), *_conv_bn(b, b, 5, stride=2, padding=2), nn.Dropout(dropout),
             *_conv_bn(b, c, 4), nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(c, 10),
+            nn.Linear(c, CLASSES),
         )
 
 
@@ -69,23 +70,22 @@ class LogReg(nn.Sequential):
     """Softmax (multinomial logistic) regression: 784 -> 10 (7,850 parameters)."""
 
     def __init__(self) -> None:
-        super().__init__(nn.Flatten(), nn.Linear(28 * 28, 10))
+        super().__init__(nn.Flatten(), nn.Linear(SIDE * SIDE, CLASSES))
 
 
 class MLP(nn.Sequential):
     """784 -> hidden... -> 10; the default is the tutorial's 10 sigmoid units (7,960 parameters)."""
 
     def __init__(self, hidden: Sequence[int] = (10,), activation: str = "sigmoid", dropout: float = 0.0) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"model.net.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}.")
+        check(activation in ACTIVATIONS, "model.net.activation", activation, f"choose one of {sorted(ACTIVATIONS)}")
         _check_dropout(dropout)
         layers: list[nn.Module] = [nn.Flatten()]
-        width = 28 * 28
+        width = SIDE * SIDE
         for size in hidden:
             layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = size
-        layers.append(nn.Linear(width, 10))
+        layers.append(nn.Linear(width, CLASSES))
         super().__init__(*layers)
 

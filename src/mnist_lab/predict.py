@@ -11,12 +11,17 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from mnist_lab.config import ConfigError, require
-from mnist_lab.data import SHIPPED_DIR, load_mnist, read_digit_csv
+from mnist_lab.errors import ConfigError, InputError
+from mnist_lab.kaggle_csv import read_digit_csv, write_submission
+from mnist_lab.mnist import SHIPPED_DIR, load_mnist, to_unit
 from mnist_lab.module import DigitClassifier, load_classifier
-from mnist_lab.preprocess import InputError, open_image, to_mnist
+from mnist_lab.preprocess import open_image, to_mnist
+from mnist_lab.validation import require
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+SHOWN_SCALE = 4  # test_index pictures are saved 4x MNIST's 28 px, large enough to see
+
+Row = dict[str, object]
 
 
 def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Optional[str]]]:
@@ -40,9 +45,67 @@ def classify(model: DigitClassifier, images: torch.Tensor, batch_size: int = 100
     return torch.cat([model(chunk[:, None]).float().softmax(-1) for chunk in images.split(batch_size)]) if len(images) else torch.empty(0, 10)
 
 
+def _row(name: str, probs: torch.Tensor) -> Row:
+    return {"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4)}
+
+
 def top3(probs: torch.Tensor) -> str:
     p, d = probs.topk(3)
     return "  ".join(f"{int(di)}: {float(pi):.3f}" for di, pi in zip(d, p))
+
+
+def predict_files(model: DigitClassifier, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]) -> tuple[list[Row], int]:
+    """One line per image file; the 28x28 each became is saved in ``save_dir`` if given. Returns rows and failures."""
+    rows, failures = [], 0
+    for name, file, error in image_paths(inputs):
+        try:
+            if error:
+                raise InputError(error)
+            x = to_mnist(open_image(file, max_pixels))
+        except InputError as err:
+            print(f"{name}: error: {err}")
+            failures += 1
+            continue
+        probs = classify(model, x[None])[0]
+        rows.append(_row(name, probs))
+        print(f"{name}: {rows[-1]['digit']}   (top 3  {top3(probs)})")
+        if save_dir:
+            save_dir.mkdir(exist_ok=True)
+            save_image(x, save_dir / f"{len(rows):04d}_{Path(name).stem}.png")
+    return rows, failures
+
+
+def predict_test_images(model: DigitClassifier, indices: list[int], data_dir: Path, out: Path) -> tuple[list[Row], int]:
+    """MNIST test images by index, each with its true label and saved, enlarged, in ``out``."""
+    test = load_mnist(data_dir)
+    rows, failures = [], 0
+    for i in indices:
+        if not 0 <= i < len(test["test_y"]):
+            print(f"test_index={i}: error: the test set has images 0..{len(test['test_y']) - 1}")
+            failures += 1
+            continue
+        x = to_unit(test["test_x"][i])
+        probs = classify(model, x[None])[0]
+        image = out / f"test_{i}.png"
+        save_image(F.interpolate(x[None, None], scale_factor=SHOWN_SCALE), image)
+        print(f"test image {i}: true {int(test['test_y'][i])}, predicted {int(probs.argmax())}   (top 3  {top3(probs)}); saved {image}")
+        rows.append(_row(f"test[{i}]", probs))
+    return rows, failures
+
+
+def predict_kaggle_csv(model: DigitClassifier, path: Path, out: Path) -> None:
+    images, _ = read_digit_csv(path)
+    labels = classify(model, to_unit(images)).argmax(-1)
+    write_submission(labels, out / "submission.csv")
+    print(f"{path}: {len(labels)} digits -> {out / 'submission.csv'}")
+
+
+def write_predictions(rows: list[Row], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["input", "digit", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"Wrote {path}")
 
 
 def predict(cfg: DictConfig) -> int:
@@ -53,54 +116,15 @@ def predict(cfg: DictConfig) -> int:
     model = load_classifier(path)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows, failures = [], 0
-
-    for name, file, error in image_paths(cfg.inputs or []):
-        try:
-            if error:
-                raise InputError(error)
-            x = to_mnist(open_image(file, cfg.max_pixels))
-        except InputError as err:
-            print(f"{name}: error: {err}")
-            failures += 1
-            continue
-        probs = classify(model, x[None])[0]
-        rows.append({"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4)})
-        print(f"{name}: {rows[-1]['digit']}   (top 3  {top3(probs)})")
-        if cfg.save_inputs:
-            (out / "inputs").mkdir(exist_ok=True)
-            save_image(x, out / "inputs" / f"{len(rows):04d}_{Path(name).stem}.png")
-
+    rows, failures = predict_files(model, cfg.inputs or [], cfg.max_pixels, out / "inputs" if cfg.save_inputs else None)
     if cfg.test_index is not None:
-        test = load_mnist(Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR)
         indices = [cfg.test_index] if isinstance(cfg.test_index, int) else list(cfg.test_index)
-        for i in indices:
-            if not 0 <= i < len(test["test_y"]):
-                print(f"test_index={i}: error: the test set has images 0..{len(test['test_y']) - 1}")
-                failures += 1
-                continue
-            x = test["test_x"][i].float() / 255
-            probs = classify(model, x[None])[0]
-            image = out / f"test_{i}.png"
-            save_image(F.interpolate(x[None, None], scale_factor=4), image)
-            print(f"test image {i}: true {int(test['test_y'][i])}, predicted {int(probs.argmax())}   (top 3  {top3(probs)}); saved {image}")
-            rows.append({"input": f"test[{i}]", "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4)})
-
+        more, failed = predict_test_images(model, indices, Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR, out)
+        rows, failures = rows + more, failures + failed
     if cfg.kaggle_csv:
-        images, _ = read_digit_csv(Path(cfg.kaggle_csv))
-        labels = classify(model, images.float() / 255).argmax(-1)
-        with (out / "submission.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["ImageId", "Label"])
-            writer.writerows((i + 1, int(label)) for i, label in enumerate(labels))
-        print(f"{cfg.kaggle_csv}: {len(labels)} digits -> {out / 'submission.csv'}")
-
+        predict_kaggle_csv(model, Path(cfg.kaggle_csv), out)
     if cfg.save_csv and rows:
-        with (out / "predictions.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["input", "digit", "probability"])
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"Wrote {out / 'predictions.csv'}")
+        write_predictions(rows, out / "predictions.csv")
     if failures:
         print(f"{failures} input(s) could not be predicted.")
     return failures

@@ -18,16 +18,19 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import resize
 
+from mnist_lab.errors import InputError
+from mnist_lab.mnist import SIDE
+
 WORK_SIDE = 800  # px: larger photos are shrunk first; the digit ends up 20 px tall anyway
 PAPER_WINDOW = 0.08  # of the longest side: wider than a pen stroke, narrower than a shadow's soft edge
 POLARITY_BLUR = 0.15  # of the longest side: the page's brightness around a stroke, wider than thick strokes
 MIN_INK = 0.15  # what Otsu's threshold calls ink is paper texture and noise if this faint on average
 NEAR_DIGIT = 0.25  # strokes count as the digit's if this close to its largest stroke (of that stroke's size)
 MIN_PART = 0.005  # ... and at least this fraction of its area (dots of noise are not)
-
-
-class InputError(ValueError):
-    """One input cannot be predicted; the others still are."""
+DIGIT_BOX = 20  # px: MNIST digits were scaled to fit 20x20, then centred by mass in 28x28
+STROKE_WIDTH = 2  # px: MNIST's strokes in that box
+STROKE_LEVEL = 0.3  # ink above this counts as stroke when measuring a pen line's width
+STROKE_LENGTH = 2.5  # a digit's strokes, laid end to end, are about this many times its height
 
 
 def open_image(path: Path, max_pixels: int) -> np.ndarray:
@@ -97,27 +100,36 @@ def digit_strokes(ink: np.ndarray) -> np.ndarray:
     return np.clip(digit / np.percentile(digit[digit * 255 > level], 90), 0, 1)  # full strokes are 1, as in MNIST
 
 
-def mnist_look(digit: torch.Tensor) -> torch.Tensor:
-    """A cropped digit (H, W) in [0, 1], ink high -> (28, 28) like MNIST: strokes ~2 px wide in a
-    20x20 box, placed with the centre of mass at pixel (14, 14)."""
+def thicken(digit: torch.Tensor) -> torch.Tensor:
+    """A thin pen line grown so that it is about STROKE_WIDTH px wide once the digit fits DIGIT_BOX."""
     h, w = digit.shape
-    scale = 20 / max(h, w)
-    # Thicken a thin pen line before shrinking it (MNIST strokes are ~2 px in the 20 px box).
-    thickness = int((digit > 0.3).sum()) / (2.5 * max(h, w))
-    grow = int(2 / scale - thickness)
-    if grow >= 2:
-        k = grow | 1
-        digit = F.max_pool2d(digit[None, None], k, stride=1, padding=k // 2)[0, 0]
-    size = [max(1, round(h * scale)), max(1, round(w * scale))]
-    digit = resize(digit[None], size, antialias=True)[0].clamp(min=0)
-    digit = digit / digit.max()
-    ys, xs = torch.arange(size[0], dtype=torch.float), torch.arange(size[1], dtype=torch.float)
+    width = int((digit > STROKE_LEVEL).sum()) / (STROKE_LENGTH * max(h, w))  # stroke area / stroke length
+    grow = int(STROKE_WIDTH * max(h, w) / DIGIT_BOX - width)
+    if grow < 2:
+        return digit
+    k = grow | 1
+    return F.max_pool2d(digit[None, None], k, stride=1, padding=k // 2)[0, 0]
+
+
+def centre_by_mass(digit: torch.Tensor) -> torch.Tensor:
+    """A digit that fits DIGIT_BOX placed in SIDE x SIDE with its centre of mass at the centre."""
+    h, w = digit.shape
+    ys, xs = torch.arange(h, dtype=torch.float), torch.arange(w, dtype=torch.float)
     mass = digit.sum()
     cy, cx = float((digit.sum(1) * ys).sum() / mass), float((digit.sum(0) * xs).sum() / mass)
-    top, left = min(max(round(14 - cy), 0), 28 - size[0]), min(max(round(14 - cx), 0), 28 - size[1])
-    out = torch.zeros(28, 28)
-    out[top : top + size[0], left : left + size[1]] = digit
+    top, left = min(max(round(SIDE / 2 - cy), 0), SIDE - h), min(max(round(SIDE / 2 - cx), 0), SIDE - w)
+    out = torch.zeros(SIDE, SIDE)
+    out[top : top + h, left : left + w] = digit
     return out
+
+
+def mnist_look(digit: torch.Tensor) -> torch.Tensor:
+    """A cropped digit (H, W) in [0, 1], ink high -> (28, 28) as MNIST made theirs."""
+    h, w = digit.shape
+    scale = DIGIT_BOX / max(h, w)
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    digit = resize(thicken(digit)[None], size, antialias=True)[0].clamp(min=0)
+    return centre_by_mass(digit / digit.max())
 
 
 def to_mnist(rgb: np.ndarray) -> torch.Tensor:

@@ -1,11 +1,10 @@
-"""Each run's result.json, and the summary of a sweep written from them."""
+"""The summary of a sweep, written from its runs' result.json files when the multirun ends."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import Any, Optional
@@ -14,24 +13,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnist_lab import figures
+from mnist_lab.run_record import RESULT
 
-RESULT = "result.json"
 COLUMNS = ("run", "status", "val_acc_best", "test_acc", "epochs", "wall_s", "error", "overrides", "checkpoint")
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
-
-
-def finished_result(run_dir: Path) -> Optional[dict]:
-    """The stored result of a run that completed, or None."""
-    try:
-        result = json.loads((Path(run_dir) / RESULT).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if result.get("status") == "ok" else None
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,53 @@
+"""The flat, comparable settings of a run, shown in TensorBoard's HPARAMS tab beside its results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+# The results each row of the HPARAMS tab shows, read from the scalars a run logs.
+HPARAM_METRICS = ("val_acc_best", "test_acc", "test_loss")
+
+
+def _name(target: str) -> str:
+    return target.rsplit(".", 1)[-1]
+
+
+def run_hparams(cfg: DictConfig) -> dict[str, Any]:
+    model = cfg.model
+    return {
+        "model": _name(model.net._target_),
+        "optimizer": _name(model.optimizer._target_),
+        "lr": model.optimizer.lr,
+        "weight_decay": model.optimizer.get("weight_decay", 0.0),
+        "scheduler": _name(model.scheduler._target_) if model.get("scheduler") else "none",
+        "dropout": model.net.get("dropout", 0.0),
+        "label_smoothing": model.get("label_smoothing", 0.0),
+        "max_epochs": cfg.trainer.max_epochs,
+        "batch_size": cfg.data.batch_size,
+        "augment": bool(cfg.data.augment),
+        "seed": cfg.seed if cfg.get("seed") is not None else "none",
+        "precision": str(cfg.trainer.precision),
+    }
+
+
+@rank_zero_only
+def log_hparams(trainer: L.Trainer, params: dict[str, Any]) -> None:
+    """Fill TensorBoard's HPARAMS tab with ``params`` and the names of HPARAM_METRICS.
+
+    Unlike ``TensorBoardLogger.log_hyperparams(params, metrics)`` this writes no placeholder values
+    for the metrics: the tab shows the real ``val_acc_best``/``test_acc`` scalars logged later.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.hparams.update(params)  # for its hparams.yaml
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams_summary(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
+                writer.add_summary(summary)
+        else:
+            logger.log_hyperparams(params)

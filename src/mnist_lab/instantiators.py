@@ -1,0 +1,51 @@
+"""Objects built from config: callbacks, loggers and the Trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+
+from mnist_lab.errors import user_error
+from mnist_lab.hardware import skip_nvml_check_without_driver
+from mnist_lab.quiet import hide_known_noise
+
+
+def build(conf: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, except that a refused argument raises our own error, not Hydra's wrapper of it."""
+    try:
+        return instantiate(conf, **kwargs)
+    except InstantiationException as err:
+        known = user_error(err)
+        if known is None:
+            raise
+        raise known from None
+
+
+def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:
+    return [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
+
+
+def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
+    return [build(c) for c in (cfg.get("logger") or {}).values() if c]
+
+
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers."""
+    callbacks = instantiate_callbacks(cfg)
+    if cfg.data.val_size == 0:
+        # Nothing to monitor without validation: keep the last checkpoint instead of the best.
+        for cb in callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                cb.monitor, cb.save_top_k = None, 1
+    loggers = instantiate_loggers(cfg)
+    if not loggers:  # logger=[]: Lightning refuses a learning-rate monitor with nothing to log to
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    skip_nvml_check_without_driver()
+    hide_known_noise()
+    return build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)

@@ -1,0 +1,55 @@
+"""The OmegaConf resolvers the configs use: ${auto_precision:...}, ${run_dirname:...} and friends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime
+
+from omegaconf import OmegaConf
+
+from mnist_lab.hardware import auto_precision
+
+# Overrides that do not change what a run learns, left out of its folder name.
+_NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug")
+MAX_NAME = 150  # characters; longer folder names are cut and end in a hash of the whole
+
+
+def config_subdir(resume: str | None) -> str:
+    """Where Hydra saves a run's config: a resumed run keeps the original and adds its own beside it."""
+    return f".hydra/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" if resume else ".hydra"
+
+
+def run_dirname(overrides: list[str]) -> str:
+    """A sweep run's folder name from its overrides: ``dropout=0.5,lr=0.001``.
+
+    Derived from the parameters alone, so running the sweep again finds the same folders.
+    Keys are shortened to their last part unless that is ambiguous.
+    """
+    items = sorted(
+        (key.lstrip("+~"), value)
+        for key, _, value in (o.partition("=") for o in overrides)
+        if not key.lstrip("+~").startswith(_NOT_IN_NAME)
+    )
+    short = [key.rsplit(".", 1)[-1] for key, _ in items]
+    name = ",".join(f"{s if short.count(s) == 1 else k}={v}" for s, (k, v) in zip(short, items))
+    name = name.replace("/", "_").replace(" ", "") or "defaults"
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - 10]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
+def threads_per_job(jobs: int) -> int:
+    """An equal share of the cores for each of ``jobs`` parallel runs."""
+    return max(1, (os.cpu_count() or 1) // int(jobs))
+
+
+def first_set(*values: object) -> object:
+    """The first truthy value, else the last one."""
+    return next((v for v in values if v), values[-1])
+
+
+def register_resolvers() -> None:
+    for name, resolver in (("auto_precision", auto_precision), ("or", first_set), ("config_subdir", config_subdir),
+                           ("run_dirname", run_dirname), ("threads_per_job", threads_per_job)):
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
