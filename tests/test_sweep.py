@@ -70,17 +70,36 @@ def test_named_sweep_from_config_runs_its_grid(tmp_path: Path):
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
-def test_optuna_sweep_reports_the_best_parameters(tmp_path: Path):
+@pytest.mark.parametrize("model, searched", [
+    ("cnn", {"lr", "dropout", "max_epochs"}), ("deep_cnn", {"lr", "dropout", "width", "max_epochs"}),
+    ("logreg", {"lr", "max_epochs"}), ("mlp", {"lr", "weight_decay", "max_epochs"}),
+])
+def test_optuna_searches_what_each_model_has(tmp_path: Path, model, searched):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep_dir = tmp_path / "optuna"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "sweep=optuna", *FAST, "hydra.sweeper.n_trials=3",
-         "model=cnn",
-         f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        [sys.executable, str(ROOT / "train.py"), "sweep=optuna", *FAST, f"model={model}", "hydra.sweeper.n_trials=2",
+         "data.batch_size=32", "trainer.limit_train_batches=3", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert "best_params" in best and "model.optimizer.lr" in best
-    assert len(summary(sweep_dir)) == 3
+    rows = summary(sweep_dir)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for row in rows:
+        swept = dict(o.split("=", 1) for o in row["overrides"].split() if not o.startswith(("sweep=", "model=", "data.", "trainer.limit", "callbacks.")))
+        assert {key.rsplit(".", 1)[-1] for key in swept} == searched
+        lr = float(swept["model.optimizer.lr"])
+        assert f"lr={lr:.4g}," in row["run"] and lr != float(f"{lr:.4g}")  # shown short, kept exact
+    assert (sweep_dir / "summary.png").is_file()
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_a_sweep_over_a_key_the_model_lacks_stops_before_any_run(tmp_path: Path):
+    result = sweep(tmp_path / "sweep", "model.net.dropout=0.1,0.2")  # FAST picks logreg: no dropout
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the sweep sets model.net.dropout, which the config of model=logreg")
+    assert not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.parametrize("launcher", ["local_parallel", "slurm"])

@@ -8,7 +8,7 @@ needed, draws the learning curves and the sweep summary.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -113,21 +113,39 @@ def save(fig: Figure, path: str | Path) -> None:
     pyplot().close(fig)
 
 
-def objective_plot(params: dict[str, list], objective: Sequence, name: str) -> Figure:
-    """The objective against each swept parameter, one panel each (failed runs left out)."""
+def _numbers(values: Sequence) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def objective_plot(params: dict[str, list], objective: Sequence, name: str, log_params: Iterable[str] = ()) -> Figure:
+    """The objective against each swept parameter, one panel each: the best run starred, failed runs
+    (objective None or NaN) as red crosses along the bottom. A log axis only for ``log_params``."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    done = [y is not None and y == y for y in objective]
+    best = max((i for i in range(len(objective)) if done[i]), key=lambda i: objective[i], default=None)
+    finished = [y for y, ok in zip(objective, done) if ok] or [0.0]
+    floor = min(finished) - 0.1 * ((max(finished) - min(finished)) or 0.01)  # below every finished run
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
     for ax, (param, values) in zip(axes[0], params.items()):
-        points = [(v, y) for v, y in zip(values, objective) if y is not None and y == y]
-        try:
-            xs = [float(v) for v, _ in points]
-            if min(xs) > 0 and max(xs) / min(xs) >= 10:
-                ax.set_xscale("log")
-        except (TypeError, ValueError):
-            xs = [str(v) for v, _ in points]
-        ax.scatter(xs, [y for _, y in points])
+        xs = _numbers(values) or [str(v) for v in values]
+        ax.scatter([x for x, ok in zip(xs, done) if ok], [y for y, ok in zip(objective, done) if ok], label="finished")
+        if best is not None:
+            ax.scatter([xs[best]], [objective[best]], marker="*", s=250, color="gold", edgecolor="black", zorder=3, label="best")
+        if not all(done):
+            ax.scatter([x for x, ok in zip(xs, done) if not ok], [floor] * done.count(False), marker="x", color="red", label="failed")
+        if param in set(log_params):
+            ax.set_xscale("log")
+        elif _numbers(values) and all(float(x).is_integer() for x in xs):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(param)
         ax.set_ylabel(name)
+        ax.margins(0.1)  # the best run's star stays inside the frame
         ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -7,7 +7,7 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -43,8 +43,10 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value).replace("|", "/").replace("\n", " ")
 
 
-def write_summary(sweep_dir: Path, objective: str = "val_acc_best") -> list[dict[str, Any]]:
-    """summary.csv, summary.md and summary.png in ``sweep_dir``: one row per run, best first."""
+def write_summary(sweep_dir: Path, objective: str = "val_acc_best", log_params: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """summary.csv, summary.md and summary.png in ``sweep_dir``: one row per run, best first.
+
+    ``log_params``: the parameters searched on a log scale, drawn on a log axis."""
     sweep_dir = Path(sweep_dir)
     rows = sorted(collect(sweep_dir), key=lambda r: _key(r, objective))
     if not rows:
@@ -60,7 +62,8 @@ def write_summary(sweep_dir: Path, objective: str = "val_acc_best") -> list[dict
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     params = _swept_values(rows)
     if params:
-        figures.save(figures.objective_plot(params, [r.get(objective) for r in rows], objective), sweep_dir / "summary.png")
+        plot = figures.objective_plot(params, [r.get(objective) for r in rows], objective, log_params)
+        figures.save(plot, sweep_dir / "summary.png")
     return rows
 
 
@@ -88,7 +91,8 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = write_summary(sweep_dir, self.objective)
+        searched = config.hydra.sweeper.get("params") or {}
+        rows = write_summary(sweep_dir, self.objective, [k for k, v in searched.items() if "tag(log" in str(v)])
         if not rows:
             return
         print(f"\nSweep summary ({len(rows)} runs): {sweep_dir / 'summary.md'}")
