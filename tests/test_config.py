@@ -82,6 +82,7 @@ def test_unknown_model_name_lists_the_choices(make_cfg):
         ("trainer.precision=16-mixed", "trainer.precision=16-mixed is not allowed: fp16 needs a GPU"),
         ("trainer.precision=fp8", "trainer.precision=fp8 is not allowed: choose one of"),
         ("trainer=gpu", "trainer.accelerator=gpu is not allowed: no CUDA GPU"),
+        ("++trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn is not allowed: it cannot test after fit; use trainer=ddp"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):

@@ -33,3 +33,17 @@ def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard(tmp_path: Path):
     assert seen[(0, 0)]["batches"] != seen[(0, 1)]["batches"]  # reshuffled each epoch
     outcome = json.loads((run_dir / "result.json").read_text())
     assert outcome["status"] == "ok" and outcome["epochs"] == 2 and outcome["test_acc"] > 0.8
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_ddp_spawn_is_refused_with_a_test_and_trains_without_one(tmp_path: Path):
+    spawn = [sys.executable, str(ROOT / "train.py"), "model=logreg", "debug=tiny", "trainer.accelerator=cpu", "trainer.devices=2",
+             "++trainer.strategy=ddp_spawn", "torch_threads=1", "callbacks.progress_bar.refresh_rate=0"]
+    refused = subprocess.run([*spawn, f"hydra.run.dir={tmp_path / 'refused'}"], capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and refused.stderr.strip().splitlines()[-1] == (
+        "error: trainer.strategy=ddp_spawn is not allowed: it cannot test after fit; use trainer=ddp, or test=false.")
+    assert not (tmp_path / "refused" / "checkpoints").exists()
+    trained = subprocess.run([*spawn, "test=false", f"hydra.run.dir={tmp_path / 'trained'}"], capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    outcome = json.loads((tmp_path / "trained" / "result.json").read_text())
+    assert outcome["status"] == "ok" and outcome["val_acc_best"] > 0.5 and outcome["test_acc"] is None

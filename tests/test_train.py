@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -11,9 +12,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.training import run, train
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.module import DigitClassifier, load_classifier
+from mnist_lab.instantiators import build_trainer
+from mnist_lab.training import prepare, run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny", "trainer.accelerator=cpu"]
@@ -81,9 +83,47 @@ def test_seed_null_trains_unseeded(make_cfg):
     assert runs[0] != runs[1]
 
 
-def test_no_validation_set_tests_the_last_weights(make_cfg, capsys):
-    assert "val_acc_best" not in train(make_cfg(*TINY, "model=logreg", "data.val_size=0"))["metrics"]
-    assert "Test accuracy:" in capsys.readouterr().out
+def checkpoints(cfg) -> list[str]:
+    return sorted(p.name for p in (Path(cfg.output_dir) / "checkpoints").glob("*.ckpt"))
+
+
+@pytest.mark.parametrize("no_validation", ["data.val_size=0", "trainer.limit_val_batches=0"])
+def test_without_validation_the_last_weights_are_kept_and_tested_under_a_name_without_val_acc(make_cfg, capsys, no_validation):
+    cfg = make_cfg(*TINY, "model=logreg", "trainer.max_epochs=2", no_validation)
+    result = train(cfg)
+    assert "val_acc_best" not in result["metrics"] and "Test accuracy:" in capsys.readouterr().out
+    assert checkpoints(cfg) == ["epoch01.ckpt", "last.ckpt"] and result["checkpoint"].endswith("epoch01.ckpt")
+
+
+def test_with_validation_the_best_checkpoint_names_its_val_acc(make_cfg):
+    cfg = make_cfg(*TINY, "model=logreg")
+    acc = train(cfg)["metrics"]["val_acc_best"]
+    assert checkpoints(cfg) == [f"epoch00-val_acc{acc:.4f}.ckpt", "last.ckpt"]
+
+
+def test_two_validations_per_epoch_keep_epochs_csv_per_epoch_and_the_best_of_all(make_cfg):
+    cfg = make_cfg(*TINY, "model=logreg", "trainer.max_epochs=2", "++trainer.val_check_interval=0.5", "logger=csv")
+    result = train(cfg)
+    with (Path(cfg.output_dir) / "csv" / "metrics.csv").open() as f:
+        val = [float(r["val_acc"]) for r in csv.DictReader(f) if r.get("val_acc")]
+    with (Path(cfg.output_dir) / "epochs.csv").open() as f:
+        epochs = [r["epoch"] for r in csv.DictReader(f)]
+    assert len(val) == 4 and epochs == ["0", "1"]
+    assert result["metrics"]["val_acc_best"] == pytest.approx(max(val))
+    assert f"val_acc{max(val):.4f}.ckpt" in result["checkpoint"]
+
+
+@pytest.mark.parametrize("overrides, steps", [
+    (["++trainer.accumulate_grad_batches=2", "trainer.max_epochs=2"], 10),  # 10 batches an epoch, 5 optimizer steps
+    (["trainer.max_epochs=null", "trainer.max_steps=25"], 25),  # runs into a third epoch
+])
+def test_onecycle_spans_exactly_the_optimizer_steps_taken(make_cfg, overrides, steps):
+    cfg = make_cfg(*TINY, "model=logreg", "logger=[]", "test=false", *overrides)
+    datamodule, model = prepare(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(model, datamodule=datamodule)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert trainer.global_step == steps and scheduler.total_steps == steps and scheduler.last_epoch == steps
 
 
 def test_a_run_without_loggers_trains_and_tests(make_cfg):

@@ -35,14 +35,22 @@ def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
     return [build(c) for c in (cfg.get("logger") or {}).values() if c]
 
 
+NO_VAL_CHECKPOINT = "epoch{epoch:02d}"  # ModelCheckpoint's filename when there is no validation
+
+
+def validates(cfg: DictConfig) -> bool:
+    """Whether a run validates at all: a validation set, and batches of it to run."""
+    return cfg.data.val_size > 0 and cfg.trainer.get("limit_val_batches") not in (0, 0.0)
+
+
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers."""
     callbacks = instantiate_callbacks(cfg)
-    if cfg.data.val_size == 0:
-        # Nothing to monitor without validation: keep the last checkpoint instead of the best.
+    if not validates(cfg):
+        # Nothing to monitor: keep the last epoch's checkpoint, named without a val_acc it does not have.
         for cb in callbacks:
             if isinstance(cb, ModelCheckpoint):
-                cb.monitor, cb.save_top_k = None, 1
+                cb.monitor, cb.save_top_k, cb.filename = None, 1, NO_VAL_CHECKPOINT
     loggers = instantiate_loggers(cfg)
     if not loggers:  # logger=[]: Lightning refuses a learning-rate monitor with nothing to log to
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]

@@ -55,7 +55,9 @@ def train(cfg: DictConfig) -> dict:
     _stop_if_interrupted(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if cfg.get("test") and datamodule.test_set is not None:
+    if cfg.get("test") and datamodule.test_set is None:
+        print("Not tested: there is no labelled test set (data.test_csv with a 'label' column).")
+    elif cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         _stop_if_interrupted(trainer)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})

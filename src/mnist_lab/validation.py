@@ -25,6 +25,10 @@ def validate(cfg: DictConfig) -> None:
         check(epochs >= 1, "trainer.max_epochs", epochs, "it must be >= 1 (or -1 with trainer.max_steps)")
     if "train_csv" in cfg.data and not cfg.data.train_csv:
         check(not cfg.data.get("test_csv"), "data.train_csv", None, "training on CSVs needs a labelled training CSV")
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if cfg.get("test"):
+        # A spawned fit leaves the main process without the trained data module and state to test.
+        check("spawn" not in strategy, "trainer.strategy", strategy, "it cannot test after fit; use trainer=ddp, or test=false")
     _check_precision(cfg.trainer)
 
 
