@@ -102,14 +102,28 @@ def test_a_sweep_over_a_key_the_model_lacks_stops_before_any_run(tmp_path: Path)
     assert not (tmp_path / "sweep").exists()
 
 
-@pytest.mark.parametrize("launcher", ["local_parallel", "slurm"])
-def test_launcher_configs_compose(make_cfg, launcher):
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+@pytest.mark.parametrize("launcher, target", [("local_parallel", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
+                                              ("submitit_local", "LocalLauncher")])
+def test_launcher_configs_compose(launcher, target):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"launcher={launcher}", "output_dir=x"], return_hydra_config=True)
-    target = cfg.hydra.launcher._target_
-    assert ("Joblib" in target) if launcher == "local_parallel" else ("Slurm" in target)
+    assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "slurm":
         assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
+    if launcher != "local_parallel":  # what the two submitit launchers share
+        assert cfg.hydra.launcher.timeout_min == 120 and cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_submitit_sweep_runs_each_run_as_a_job_and_records_the_failed_one(tmp_path: Path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "launcher=submitit_local", "model=mlp", "model.net.dropout=0.1,0.2,1.5")
+    assert result.returncode != 0 and "1 of 3 runs failed" in result.stderr
+    rows = {r["run"].split(",")[2]: r for r in summary(sweep_dir)}
+    assert {k: r["status"] for k, r in rows.items()} == {"dropout=0.1": "ok", "dropout=0.2": "ok", "dropout=1.5": "failed"}
+    assert all(float(rows[k]["test_acc"]) > 0.3 for k in ("dropout=0.1", "dropout=0.2"))
+    assert "model.net.dropout=1.5 is not allowed" in rows["dropout=1.5"]["error"]
