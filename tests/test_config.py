@@ -25,7 +25,8 @@ def options(group: str) -> list[str]:
     [f"{g}={o}" for g in ("model", "trainer", "logger", "callbacks", "debug", "experiment") for o in options(g)]
     + [f"model/{g}={o}" for g in ("optimizer", "scheduler") for o in options(f"model/{g}")],
 )
-def test_every_config_option_composes_and_instantiates(make_cfg, override):
+def test_every_config_option_composes_and_instantiates(make_cfg, override, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where logger=mlflow creates its outputs/mlflow.db
     cfg = make_cfg(override)
     OmegaConf.resolve(cfg)
     validate(cfg)

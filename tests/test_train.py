@@ -162,3 +162,19 @@ def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):
 
     # train.py's test after fit is the averaged model's, as eval.py's would be, not the raw weights'.
     assert result["metrics"]["test_acc"] == test_acc(averaged) != test_acc(raw)
+
+
+def test_mlflow_logger_records_the_hparams_tab_and_results_per_run_folder(make_cfg, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = make_cfg(*TINY, "model=logreg", "logger=mlflow", f"logger.mlflow.tracking_uri={store}")
+    metrics = train(cfg)["metrics"]
+    client = MlflowClient(store)
+    [mlrun] = client.search_runs([client.get_experiment_by_name("mnist-lab").experiment_id])
+    assert mlrun.info.run_name == Path(cfg.output_dir).name and mlrun.data.tags["run_dir"] == cfg.output_dir
+    assert mlrun.data.params["model"] == "LogReg" and float(mlrun.data.params["lr"]) == cfg.model.optimizer.lr
+    assert {"batch_size", "max_epochs", "optimizer", "scheduler", "seed", "precision"} <= set(mlrun.data.params)
+    assert mlrun.data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert mlrun.data.metrics["val_acc_best"] == pytest.approx(metrics["val_acc_best"])

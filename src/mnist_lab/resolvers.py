@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import datetime
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -71,5 +72,6 @@ def first_set(*values: object) -> object:
 
 def register_resolvers() -> None:
     for name, resolver in (("auto_precision", auto_precision), ("or", first_set), ("config_subdir", config_subdir),
-                           ("run_dirname", run_dirname), ("threads_per_job", threads_per_job)):
+                           ("run_dirname", run_dirname), ("threads_per_job", threads_per_job),
+                           ("basename", lambda path: Path(path).name)):
         OmegaConf.register_new_resolver(name, resolver, replace=True)
