@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mnist_lab import figures
+from mnist_lab.checkpoint_io import AtomicCheckpointIO  # noqa: F401 - the configs of runs made before it moved name it here
 from mnist_lab.mnist import CLASSES
 
 
