@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from mnist_lab.hydra_job import in_sweep
@@ -37,13 +36,6 @@ def check(ok: bool, key: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{key}={value} is not allowed: {allowed}.")
 
 
-def user_error(err: BaseException) -> UserError | None:
-    """The UserError behind ``err``, also when Hydra's ``instantiate`` wrapped it (once per nesting level)."""
-    while isinstance(err, InstantiationException) and err.__cause__ is not None:
-        err = err.__cause__
-    return err if isinstance(err, UserError) else None
-
-
 def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """A single run stops on a known problem with one line, not a traceback; sweeps record it instead."""
 
@@ -51,10 +43,9 @@ def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     def wrapper(cfg: DictConfig) -> Any:
         try:
             return main(cfg)
-        except (UserError, InstantiationException, FloatingPointError) as err:
-            known = err if isinstance(err, FloatingPointError) else user_error(err)
-            if known is None or in_sweep():
+        except (UserError, FloatingPointError) as err:
+            if in_sweep():
                 raise
-            raise SystemExit(f"error: {known}") from None
+            raise SystemExit(f"error: {err}") from None
 
     return wrapper

@@ -127,20 +127,22 @@ def objective_plot(params: dict[str, list], objective: Sequence, name: str, log_
     from matplotlib.ticker import MaxNLocator
 
     done = [y is not None and y == y for y in objective]
-    best = max((i for i in range(len(objective)) if done[i]), key=lambda i: objective[i], default=None)
-    finished = [y for y, ok in zip(objective, done) if ok] or [0.0]
-    floor = min(finished) - 0.1 * ((max(finished) - min(finished)) or 0.01)  # below every finished run
+    finished = [y for y, ok in zip(objective, done) if ok]
+    best = max((i for i, ok in enumerate(done) if ok), key=lambda i: objective[i], default=None)
+    low, high = (min(finished), max(finished)) if finished else (0.0, 0.0)
+    floor = low - 0.1 * ((high - low) or 0.01)  # below every finished run
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
     for ax, (param, values) in zip(axes[0], params.items()):
-        xs = _numbers(values) or [str(v) for v in values]
-        ax.scatter([x for x, ok in zip(xs, done) if ok], [y for y, ok in zip(objective, done) if ok], label="finished")
+        numbers = _numbers(values)
+        xs = numbers or [str(v) for v in values]
+        ax.scatter([x for x, ok in zip(xs, done) if ok], finished, label="finished")
         if best is not None:
             ax.scatter([xs[best]], [objective[best]], marker="*", s=250, color="gold", edgecolor="black", zorder=3, label="best")
         if not all(done):
             ax.scatter([x for x, ok in zip(xs, done) if not ok], [floor] * done.count(False), marker="x", color="red", label="failed")
         if param in set(log_params):
             ax.set_xscale("log")
-        elif _numbers(values) and all(float(x).is_integer() for x in xs):
+        elif numbers and all(x.is_integer() for x in numbers):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(param)
         ax.set_ylabel(name)

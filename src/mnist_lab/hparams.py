@@ -10,8 +10,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-# The results each row of the HPARAMS tab shows, read from the scalars a run logs.
-HPARAM_METRICS = ("val_acc_best", "test_acc", "test_loss")
+from mnist_lab.run_record import RESULTS
+
 
 
 def _name(target: str) -> str:
@@ -38,7 +38,7 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 @rank_zero_only
 def log_hparams(trainer: L.Trainer, params: dict[str, Any]) -> None:
-    """Fill TensorBoard's HPARAMS tab with ``params`` and the names of HPARAM_METRICS.
+    """Fill TensorBoard's HPARAMS tab with ``params`` and the names of a run's RESULTS.
 
     Unlike ``TensorBoardLogger.log_hyperparams(params, metrics)`` this writes no placeholder values
     for the metrics: the tab shows the real ``val_acc_best``/``test_acc`` scalars logged later.
@@ -47,7 +47,7 @@ def log_hparams(trainer: L.Trainer, params: dict[str, Any]) -> None:
         if isinstance(logger, TensorBoardLogger):
             logger.hparams.update(params)  # for its hparams.yaml
             writer = logger.experiment._get_file_writer()
-            for summary in hparams_summary(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            for summary in hparams_summary(params, dict.fromkeys(RESULTS, 0.0)):
                 writer.add_summary(summary)
         else:
             logger.log_hyperparams(params)

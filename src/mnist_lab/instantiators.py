@@ -11,20 +11,25 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
-from mnist_lab.errors import user_error
+from mnist_lab.errors import UserError
 from mnist_lab.hardware import skip_nvml_check_without_driver
 from mnist_lab.quiet import hide_known_noise
 
 
 def build(conf: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate``, except that a refused argument raises our own error, not Hydra's wrapper of it."""
+    """``hydra.utils.instantiate``, except that a refused argument raises our own error, not Hydra's wrapper of it.
+
+    Every object this project builds from config goes through here, so the entry points see a UserError itself.
+    """
     try:
         return instantiate(conf, **kwargs)
     except InstantiationException as err:
-        known = user_error(err)
-        if known is None:
-            raise
-        raise known from None
+        cause: BaseException = err
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:  # one wrapper per nesting level
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:

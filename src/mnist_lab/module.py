@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_lab import mnist
 from mnist_lab.errors import CheckpointError
+from mnist_lab.instantiators import build
 
 
 def _plain(value: Any) -> Any:
@@ -81,7 +82,7 @@ class DigitClassifier(L.LightningModule):
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
         self.save_hyperparameters(logger=False)
-        self.net = instantiate(net)
+        self.net = build(net)  # a refused argument raises its UserError, also when a checkpoint is loaded
         if channels_last:  # NHWC: oneDNN's and cuDNN's fast convolution layout (~10 % faster CNN epochs on CPU)
             self.net.to(memory_format=torch.channels_last)
         # The training metrics skip torchmetrics' input checks (a tenth of a small model's step):

@@ -13,7 +13,7 @@ from torchvision.utils import save_image
 
 from mnist_lab.errors import ConfigError, InputError
 from mnist_lab.kaggle_csv import read_digit_csv, write_submission
-from mnist_lab.mnist import SHIPPED_DIR, load_mnist, to_unit
+from mnist_lab.mnist import CLASSES, SHIPPED_DIR, load_mnist, to_unit
 from mnist_lab.module import DigitClassifier, load_classifier
 from mnist_lab.preprocess import open_image, to_mnist
 from mnist_lab.validation import require
@@ -42,7 +42,7 @@ def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Option
 @torch.no_grad()
 def classify(model: DigitClassifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Probabilities (N, 10) for images (N, 28, 28) in [0, 1]."""
-    return torch.cat([model(chunk[:, None]).float().softmax(-1) for chunk in images.split(batch_size)]) if len(images) else torch.empty(0, 10)
+    return torch.cat([model(chunk[:, None]).float().softmax(-1) for chunk in images.split(batch_size)]) if len(images) else torch.empty(0, CLASSES)
 
 
 def _row(name: str, probs: torch.Tensor) -> Row:

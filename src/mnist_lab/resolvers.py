@@ -49,11 +49,12 @@ def run_dirname(overrides: list[str]) -> str:
         for key, _, value in (o.partition("=") for o in overrides)
         if not key.lstrip("+~").startswith(_NOT_IN_NAME)
     )
-    keys = [key.rsplit(".", 1)[-1] for key, _ in items]
-    exact = ",".join(f"{s if keys.count(s) == 1 else k}={v}" for s, (k, v) in zip(keys, items))
-    name = ",".join(f"{s if keys.count(s) == 1 else k}={_short(v)}" for s, (k, v) in zip(keys, items))
+    short = [key.rsplit(".", 1)[-1] for key, _ in items]
+    labels = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]
+    exact = ",".join(f"{label}={value}" for label, (_, value) in zip(labels, items))
+    name = ",".join(f"{label}={_short(value)}" for label, (_, value) in zip(labels, items))
     name = name.replace("/", "_").replace(" ", "") or "defaults"
-    if name != exact.replace("/", "_").replace(" ", ""):
+    if any(_short(value) != value for _, value in items):
         name = f"{name}_{_hash(exact)}"
     if len(name) > MAX_NAME:
         name = f"{name[:MAX_NAME - 10]}_{_hash(name)}"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 RESULT = "result.json"
+RESULTS = ("val_acc_best", "test_acc", "test_loss")  # what a finished run reports (and TensorBoard's HPARAMS tab shows)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -41,8 +42,7 @@ class RunRecord:
         write_json(self.path, {**self.record, "status": status, "wall_s": time.perf_counter() - self.started, **fields})
 
     def finish(self, metrics: dict[str, float], epochs: int, checkpoint: Optional[str]) -> None:
-        results = {key: metrics.get(key) for key in ("val_acc_best", "test_acc", "test_loss")}
-        self._write("ok", **results, epochs=epochs, checkpoint=checkpoint)
+        self._write("ok", **{key: metrics.get(key) for key in RESULTS}, epochs=epochs, checkpoint=checkpoint)
 
     def fail(self, err: BaseException) -> str:
         """Record ``err`` (call inside its ``except``) and return the status: interrupted or failed."""
