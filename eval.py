@@ -1,11 +1,14 @@
 """Test a checkpoint: ``python eval.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from mnist_lab.errors import friendly_errors
+from mnist_lab.hydra_job import friendly_errors
+from mnist_lab.inference.evaluation import evaluate
 from mnist_lab.resolvers import register_resolvers
-from mnist_lab.evaluate import evaluate
+from mnist_lab.sweeps.checks import require_extras
 
 register_resolvers()
 
@@ -17,4 +20,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    require_extras(sys.argv[1:])
     main()

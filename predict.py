@@ -3,9 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
-from mnist_lab.errors import friendly_errors
+from mnist_lab.hydra_job import friendly_errors
+from mnist_lab.inference.prediction import predict
 from mnist_lab.resolvers import register_resolvers
-from mnist_lab.predict import predict
 
 register_resolvers()
 

@@ -5,10 +5,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mnist_lab.errors import friendly_errors
+from mnist_lab.hydra_job import friendly_errors
 from mnist_lab.resolvers import register_resolvers
-from mnist_lab.sweep_checks import require_plugins
-from mnist_lab.training import run
+from mnist_lab.sweeps.checks import require_extras
+from mnist_lab.training.run import run
 
 register_resolvers()
 
@@ -20,5 +20,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    require_plugins(sys.argv[1:])
+    require_extras(sys.argv[1:])
     main()

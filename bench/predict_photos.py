@@ -2,7 +2,7 @@
 
     python bench/predict_photos.py ckpt_path=<file.ckpt> [n=1000] [save=sheet.png]
 
-Renders ``n`` photos (tests/photos.py) and ``n`` drawings (tests/drawings.py) of MNIST test
+Renders ``n`` photos (mnist_lab/testing/photos.py) and ``n`` drawings (mnist_lab/testing/drawings.py) of MNIST test
 digits the network never trained on, prepares each as predict.py does, and classifies them.
 ``save`` writes the first 48 photos' 28x28 inputs, as the network saw them, to a PNG.
 """
@@ -17,16 +17,12 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from drawings import write_drawings  # noqa: E402
-from photos import write_photos  # noqa: E402
-
-from mnist_lab.mnist import SHIPPED_DIR, load_mnist  # noqa: E402
-from mnist_lab.module import load_classifier  # noqa: E402
-from mnist_lab.predict import classify  # noqa: E402
-from mnist_lab.preprocess import InputError, open_image, to_mnist  # noqa: E402
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
+from mnist_lab.inference.prediction import classify
+from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
+from mnist_lab.models.classifier import load_classifier
+from mnist_lab.testing.drawings import write_drawings
+from mnist_lab.testing.photos import write_photos
 
 
 def accuracy(model, files: list[tuple[Path, int]]) -> tuple[float, int, torch.Tensor]:
@@ -54,7 +50,9 @@ def main() -> None:
             start = time.perf_counter()
             acc, missing, x = accuracy(model, files)
             ms = 1000 * (time.perf_counter() - start) / n
-            print(f"{name:<9} {n} images: {100 * acc:.1f} % right, {missing} without a digit found, {ms:.0f} ms an image")
+            print(
+                f"{name:<9} {n} images: {100 * acc:.1f} % right, {missing} without a digit found, {ms:.0f} ms an image"
+            )
             if name == "photos" and "save" in args:
                 save_image(x[:48, None], args["save"], nrow=12, padding=2, pad_value=0.5)
 

@@ -9,28 +9,33 @@ stamped by a callback. Peak memory is the child's maximum resident set size.
 from __future__ import annotations
 
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from mnist_lab.testing import run_script
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stamp = Path(tmp) / "first_step.json"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
         start = time.time()
-        subprocess.run(
-            [sys.executable, str(ROOT / "train.py"), "trainer.max_steps=1", "test=false", "trainer.limit_val_batches=0",
-             "callbacks.progress_bar.refresh_rate=0", "+callbacks.first_step._target_=first_step.FirstStep",
-             f"+callbacks.first_step.path={stamp}", f"hydra.run.dir={tmp}/run", *sys.argv[1:]],
-            check=True, env=env, stdout=subprocess.DEVNULL,
+        result = run_script(
+            "train.py",
+            "trainer.max_steps=1",
+            "test=false",
+            "trainer.limit_val_batches=0",
+            "callbacks.progress_bar.refresh_rate=0",
+            "+callbacks.first_step._target_=mnist_lab.testing.probes.FirstStep",
+            f"+callbacks.first_step.path={stamp}",
+            f"hydra.run.dir={tmp}/run",
+            *sys.argv[1:],
+            cwd=Path(tmp),
         )
+        if result.returncode:
+            raise SystemExit(result.stderr)
         total = time.time() - start
         first = json.loads(stamp.read_text())["time"] - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

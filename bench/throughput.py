@@ -29,14 +29,12 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from mnist_lab.instantiators import build_trainer
-from mnist_lab.mnist import to_unit
+from mnist_lab.data.mnist import to_unit
 from mnist_lab.resolvers import register_resolvers
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from mnist_lab.testing import compose_config
+from mnist_lab.training.run import train
 
 
 def clock(device: torch.device) -> float:
@@ -56,12 +54,16 @@ class PlainLoop:
         self.net, self.mean, self.std = module.net, module.hparams.mean, module.hparams.std
         if compile:
             self.net.compile()
-        self.layout = torch.channels_last if module.hparams.channels_last else torch.contiguous_format  # as the module's
+        self.layout = (
+            torch.channels_last if module.hparams.channels_last else torch.contiguous_format
+        )  # as the module's
         self.optimizer = instantiate(cfg.model.optimizer)(params=self.net.parameters())
         steps = -(-len(self.labels) // cfg.data.batch_size)
         self.scheduler = None
         if cfg.model.get("scheduler"):
-            self.scheduler = instantiate(cfg.model.scheduler)(self.optimizer, total_steps=steps * cfg.trainer.max_epochs)
+            self.scheduler = instantiate(cfg.model.scheduler)(
+                self.optimizer, total_steps=steps * cfg.trainer.max_epochs
+            )
         self.batch_size, self.label_smoothing = cfg.data.batch_size, cfg.model.get("label_smoothing", 0.0)
         self.bf16 = str(cfg.trainer.precision).startswith("bf16")
         self.batches = iter(())
@@ -86,10 +88,16 @@ class TakeTurns(L.Callback):
     """Runs ``turn`` plain-loop steps before each ``turn`` Lightning steps (0: an epoch); keeps both
     sides' (seconds, steps) per turn, per epoch."""
 
-    def __init__(self, plain: PlainLoop, turn: int) -> None:
-        self.plain_loop, self.turn, self.lap_start, self.lap_steps = plain, turn, None, 0
+    def __init__(self, cfg, compile: bool, turn: int) -> None:
+        self.cfg, self.compile, self.turn, self.lap_start, self.lap_steps = cfg, compile, turn, None, 0
         self.plain: list[list[tuple[float, int]]] = []
         self.lightning: list[list[tuple[float, int]]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # The DataModule is set up on the trainer's device by now: both sides train on its tensors.
+        if self.compile:
+            pl_module.net.compile()
+        self.plain_loop = PlainLoop(self.cfg, trainer.datamodule, self.compile)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.plain.append([])
@@ -112,25 +120,24 @@ class TakeTurns(L.Callback):
 def take_turns(cfg, compile: bool, turn: int) -> tuple[list, list, int]:
     """(plain, Lightning) turns of each epoch but the first (a warm-up): ``trainer.max_epochs - 1``
     epochs; and the number of training images in an epoch."""
-    L.seed_everything(0, workers=True)
-    model, trainer, datamodule = instantiate(cfg.model), build_trainer(cfg), instantiate(cfg.data)
-    if compile:
-        model.net.compile()
-    datamodule.trainer = trainer
-    datamodule.setup("fit")  # once, on the trainer's device: both sides train on these tensors
-    turns = TakeTurns(PlainLoop(cfg, datamodule, compile), turn)
-    trainer.callbacks.append(turns)
-    trainer.fit(model, datamodule=datamodule)
+    turns = TakeTurns(cfg, compile, turn)
+    _, objects = train(cfg, callbacks=[turns])
     warm_up = [sum(s for s, _ in side[0]) for side in (turns.plain, turns.lightning)]
     print(f"warm-up epoch (with compilation, if any): plain {warm_up[0]:.1f} s, Lightning {warm_up[1]:.1f} s")
-    return turns.plain[1:], turns.lightning[1:], len(datamodule.train_set)
+    return turns.plain[1:], turns.lightning[1:], len(objects["datamodule"].train_set)
 
 
 def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
@@ -142,35 +149,63 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="default: the project's automatic choice")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the model's configured batch size")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network on both sides")
-    parser.add_argument("--turn-steps", type=int, default=None, help="steps per turn; 0: an epoch (default: 1 on CPU, 0 on GPU)")
+    parser.add_argument(
+        "--turn-steps", type=int, default=None, help="steps per turn; 0: an epoch (default: 1 on CPU, 0 on GPU)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. model.optimizer.fused=false")
     args = parser.parse_args()
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     turn = args.turn_steps if args.turn_steps is not None else 0 if device == "cuda" else 1
     register_resolvers()
-    print(f"device: {device_name(device)}; torch {torch.__version__}, lightning {L.__version__}; "
-          f"{'compiled, ' if args.compile else ''}turns of {turn or 'an epoch of'} steps")
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}, lightning {L.__version__}; "
+        f"{'compiled, ' if args.compile else ''}turns of {turn or 'an epoch of'} steps"
+    )
     rows = []
     for name in args.models:
-        overrides = [f"model={name}", f"trainer.max_epochs={args.repeats + 1}", "trainer.limit_val_batches=0",
-                     f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", "test=false"]
+        overrides = [
+            f"model={name}",
+            f"trainer.max_epochs={args.repeats + 1}",
+            "trainer.limit_val_batches=0",
+            "seed=0",
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+            "test=false",
+        ]
         overrides += [f"trainer.precision={args.precision}"] if args.precision else []
         overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
-        with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, *args.overrides, f"output_dir={out}"])
+        with tempfile.TemporaryDirectory() as out:
+            cfg = compose_config(*overrides, *args.overrides, f"output_dir={out}")
             plain, lightning, images = take_turns(cfg, args.compile, turn)
         p_epochs, l_epochs = ([sum(s for s, _ in turns) for turns in side] for side in (plain, lightning))
         epoch_ratios = [l_s / p_s for p_s, l_s in zip(p_epochs, l_epochs)]
         step_ms = [1000 * statistics.median([s / n for turns in side for s, n in turns]) for side in (plain, lightning)]
-        rows.append((name, cfg.trainer.precision, cfg.data.batch_size, images, statistics.median(p_epochs),
-                     statistics.median(l_epochs), sum(l_epochs) / sum(p_epochs), min(epoch_ratios), max(epoch_ratios), *step_ms))
-    print(f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} "
-          f"{'plain s/epoch':>14} {'lightning s/epoch':>18} {'ratio':>6} {'epochs':>11} {'step ms':>13}")
+        rows.append(
+            (
+                name,
+                cfg.trainer.precision,
+                cfg.data.batch_size,
+                images,
+                statistics.median(p_epochs),
+                statistics.median(l_epochs),
+                sum(l_epochs) / sum(p_epochs),
+                min(epoch_ratios),
+                max(epoch_ratios),
+                *step_ms,
+            )
+        )
+    print(
+        f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} "
+        f"{'plain s/epoch':>14} {'lightning s/epoch':>18} {'ratio':>6} {'epochs':>11} {'step ms':>13}"
+    )
     for name, precision, batch, n, p_s, l_s, ratio, low, high, p_ms, l_ms in rows:
-        print(f"{name:<7} {precision:<10} {batch:>5} {n / p_s:>12,.0f} {n / l_s:>16,.0f} {p_s:>14.2f} {l_s:>18.2f} "
-              f"{ratio:>6.3f} {low:>5.3f}-{high:.3f} {p_ms:>6.2f}/{l_ms:.2f}")
-    print("s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time;"
-          " epochs: the range of the per-epoch ratios; step ms: median turn / its steps, plain/Lightning")
+        print(
+            f"{name:<7} {precision:<10} {batch:>5} {n / p_s:>12,.0f} {n / l_s:>16,.0f} {p_s:>14.2f} {l_s:>18.2f} "
+            f"{ratio:>6.3f} {low:>5.3f}-{high:.3f} {p_ms:>6.2f}/{l_ms:.2f}"
+        )
+    print(
+        "s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time;"
+        " epochs: the range of the per-epoch ratios; step ms: median turn / its steps, plain/Lightning"
+    )
 
 
 if __name__ == "__main__":

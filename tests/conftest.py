@@ -5,14 +5,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_lab.mnist import SHIPPED_DIR
+from mnist_lab.data.mnist import SHIPPED_DIR
 from mnist_lab.resolvers import register_resolvers
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+from mnist_lab.testing import compose_config, run_script
 
 register_resolvers()
 
@@ -22,8 +19,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose conf/train.yaml with overrides, writing into tmp_path and on the CPU."""
 
     def _make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("train", overrides=[f"output_dir={tmp_path}", "trainer.accelerator=cpu", *overrides])
+        return compose_config(f"output_dir={tmp_path}", "trainer.accelerator=cpu", *overrides)
 
     return _make
 
@@ -42,15 +38,17 @@ def mnist_copy(tmp_path: Path) -> Path:
 def trained_run(tmp_path_factory) -> dict:
     """A CNN trained briefly through train.py (~97 % accurate): its run folder, checkpoint and test accuracy."""
     import re
-    import subprocess
-    import sys
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "trainer.accelerator=cpu", "trainer.max_epochs=1",
-         "trainer.limit_train_batches=120", "trainer.limit_val_batches=1", "callbacks.progress_bar.refresh_rate=0",
-         f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=600,
+    result = run_script(
+        "train.py",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=120",
+        "trainer.limit_val_batches=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.run.dir={run_dir}",
+        cwd=run_dir.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(re.search(r"Test accuracy: ([\d.]+) %", result.stdout).group(1)) / 100

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from hydra.errors import MissingConfigException
@@ -10,10 +9,10 @@ from omegaconf import OmegaConf
 
 from mnist_lab import hardware
 from mnist_lab.errors import ConfigError
-from mnist_lab.training import prepare
-from mnist_lab.validation import validate
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from mnist_lab.testing import CONF
+from mnist_lab.training.builders import build_trainer
+from mnist_lab.training.checks import validate
+from mnist_lab.training.run import prepare
 
 
 def options(group: str) -> list[str]:
@@ -26,6 +25,8 @@ def options(group: str) -> list[str]:
     + [f"model/{g}={o}" for g in ("optimizer", "scheduler") for o in options(f"model/{g}")],
 )
 def test_every_config_option_composes_and_instantiates(make_cfg, override, tmp_path, monkeypatch):
+    if override == "logger=mlflow":
+        pytest.importorskip("mlflow", reason='logger=mlflow needs the mlflow extra: pip install -e ".[mlflow]"')
     monkeypatch.chdir(tmp_path)  # where logger=mlflow creates its outputs/mlflow.db
     cfg = make_cfg(override)
     OmegaConf.resolve(cfg)
@@ -51,7 +52,11 @@ def test_experiments_reproduce_the_tutorial_recipes(make_cfg):
     assert cnn.model.optimizer.lr == 5e-4  # what the dashboards show as its lr
     assert (cnn.data.batch_size, cnn.model.net.dropout, cnn.trainer.max_epochs) == (50, 0.5, 3)
     logreg = make_cfg("experiment=tutorial_logreg")
-    assert (logreg.model.optimizer._target_, logreg.model.optimizer.lr, logreg.data.batch_size) == ("torch.optim.SGD", 0.5, 100)
+    assert (logreg.model.optimizer._target_, logreg.model.optimizer.lr, logreg.data.batch_size) == (
+        "torch.optim.SGD",
+        0.5,
+        100,
+    )
     assert logreg.model.net._target_.endswith("LogReg") and logreg.trainer.max_steps == 1000
     mlp = make_cfg("experiment=tutorial_mlp")
     assert mlp.model.net.hidden == [10] and mlp.model.net.activation == "sigmoid" and mlp.trainer.max_epochs == 10
@@ -83,7 +88,29 @@ def test_unknown_model_name_lists_the_choices(make_cfg):
         ("trainer.precision=16-mixed", "trainer.precision=16-mixed is not allowed: fp16 needs a GPU"),
         ("trainer.precision=fp8", "trainer.precision=fp8 is not allowed: choose one of"),
         ("trainer=gpu", "trainer.accelerator=gpu is not allowed: no CUDA GPU"),
-        ("++trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn is not allowed: it cannot test after fit; use trainer=ddp"),
+        (
+            "++trainer.strategy=ddp_spawn",
+            "trainer.strategy=ddp_spawn is not allowed: it cannot test after fit; use trainer=ddp",
+        ),
+        # Of the wrong type or out of range, whatever the key: the keys of train.yaml, every argument of a built object.
+        ("seed=abc", r"seed=abc is not allowed: it must be an integer in \[0, 2\*\*32\) or null"),
+        ("torch_threads=-3", "torch_threads=-3 is not allowed: it must be an integer >= 1 or null"),
+        ("test=maybe", "test=maybe is not allowed: it must be true or false"),
+        (
+            "optimized_metric=acc",
+            "optimized_metric=acc is not allowed: choose one of val_acc_best, test_acc, test_loss",
+        ),
+        ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 is not allowed: it must be an integer or null"),
+        ("data.batch_size=abc", "data.batch_size=abc is not allowed: it must be an integer"),
+        ("data.augment=5", "data.augment=5 is not allowed: it must be a mapping or null"),
+        ("model.net.dropout=abc", "model.net.dropout=abc is not allowed: it must be a number"),
+        ("model.optimizer.lr=abc", "model.optimizer.lr=abc is not allowed: it must be > 0"),
+        (
+            "callbacks.progress_bar.refresh_rate=abc",
+            "callbacks.progress_bar.refresh_rate=abc is not allowed: it must be an int",
+        ),
+        ("trainer.max_steps=-3", "trainer: `max_steps` must be a non-negative integer or -1"),  # Lightning's own check
+        ("trainer.limit_train_batches=-1", "trainer: You have passed invalid value -1 for limit_train_batches"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):
@@ -94,6 +121,7 @@ def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):
         cfg.trainer.accelerator = "gpu"
     with pytest.raises(ConfigError, match=message):
         prepare(cfg)  # checks and builds the data module and model; reads no data
+        build_trainer(cfg)
 
 
 @pytest.mark.parametrize("cpu_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])

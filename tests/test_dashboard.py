@@ -6,24 +6,28 @@ import csv
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import CONF
-from mnist_lab.training import train
+from mnist_lab.testing import compose_config
+from mnist_lab.training.run import train
 
-TINY = ["debug=tiny", "trainer.max_epochs=2", "trainer.limit_train_batches=5", "logger=both", "logger.tensorboard.log_graph=true"]
+TINY = [
+    "debug=tiny",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=5",
+    "logger=both",
+    "logger.tensorboard.log_graph=true",
+]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
     """One 2-epoch CNN run with both loggers: its folder, config, metrics and TensorBoard events."""
     folder = tmp_path_factory.mktemp("dashboard")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"output_dir={folder}", "trainer.accelerator=cpu", *TINY])
-    metrics = train(cfg)["metrics"]
+    cfg = compose_config(f"output_dir={folder}", "trainer.accelerator=cpu", *TINY)
+    metrics, _ = train(cfg)
     events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
     return {"dir": folder, "cfg": cfg, "metrics": metrics, "events": events, "tags": events.Tags()}
 
@@ -31,8 +35,17 @@ def run(tmp_path_factory) -> dict:
 def test_scalars_hold_every_curve_and_the_final_results(run):
     events, tags = run["events"], run["tags"]
     assert {
-        "train_loss_step", "train_loss_epoch", "train_acc_step", "train_acc_epoch", "val_loss", "val_acc",
-        "val_acc_best", "test_loss", "test_acc", "lr-AdamW", "epoch",
+        "train_loss_step",
+        "train_loss_epoch",
+        "train_acc_step",
+        "train_acc_epoch",
+        "val_loss",
+        "val_acc",
+        "val_acc_best",
+        "test_loss",
+        "test_acc",
+        "lr-AdamW",
+        "epoch",
     } <= set(tags["scalars"])
     assert events.Scalars("val_acc_best")[-1].value == run["metrics"]["val_acc_best"]
     assert events.Scalars("test_acc")[-1].value == pytest.approx(run["metrics"]["test_acc"])
@@ -44,8 +57,13 @@ def test_hparams_tab_lists_the_settings_beside_the_results(run):
     experiment = HParamsPluginData.FromString(plugin["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == {"val_acc_best", "test_acc", "test_loss"}
     session = HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
-    assert session.hparams["model"].string_value == "CNN" and session.hparams["lr"].number_value == run["cfg"].model.optimizer.lr
-    assert {"dropout", "max_epochs", "batch_size", "optimizer", "scheduler", "seed", "precision"} <= set(session.hparams)
+    assert (
+        session.hparams["model"].string_value == "CNN"
+        and session.hparams["lr"].number_value == run["cfg"].model.optimizer.lr
+    )
+    assert {"dropout", "max_epochs", "batch_size", "optimizer", "scheduler", "seed", "precision"} <= set(
+        session.hparams
+    )
 
 
 def test_histograms_of_every_layer_each_epoch(run):

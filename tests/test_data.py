@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lab.augment import random_distortion
-from mnist_lab.batching import IndexBatchSampler
-from mnist_lab.data import MNISTDataModule
+from mnist_lab.data.augment import random_distortion
+from mnist_lab.data.batching import IndexBatchSampler
+from mnist_lab.data.datamodule import MNISTDataModule
+from mnist_lab.data.kaggle_csv import read_digit_csv
+from mnist_lab.data.mnist import FILES, SHIPPED_DIR, load_mnist, read_idx
 from mnist_lab.errors import ConfigError, DataError
-from mnist_lab.kaggle_csv import read_digit_csv
-from mnist_lab.mnist import FILES, SHIPPED_DIR, load_mnist, read_idx
 
 
 @pytest.fixture(scope="module")

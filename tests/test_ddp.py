@@ -1,26 +1,31 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from mnist_lab.testing import run_script
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard(tmp_path: Path):
     probe = tmp_path / "probe"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "trainer=ddp", "trainer.accelerator=cpu", "model=logreg", "trainer.max_epochs=2",
-         "trainer.limit_train_batches=20", "trainer.limit_val_batches=2", "data.batch_size=128", "data.eval_batch_size=500", "torch_threads=1",
-         "callbacks.progress_bar.refresh_rate=0", "+callbacks.shard_probe._target_=shard_probe.ShardProbe",
-         f"+callbacks.shard_probe.path={probe}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    result = run_script(
+        "train.py",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "model=logreg",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=20",
+        "trainer.limit_val_batches=2",
+        "data.batch_size=128",
+        "data.eval_batch_size=500",
+        "torch_threads=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        "+callbacks.shard_probe._target_=mnist_lab.testing.probes.ShardProbe",
+        f"+callbacks.shard_probe.path={probe}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [run_dir] = (tmp_path / "outputs" / "runs").iterdir()  # rank 1 ran in rank 0's folder
@@ -37,13 +42,21 @@ def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard(tmp_path: Path):
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_ddp_spawn_is_refused_with_a_test_and_trains_without_one(tmp_path: Path):
-    spawn = [sys.executable, str(ROOT / "train.py"), "model=logreg", "debug=tiny", "trainer.accelerator=cpu", "trainer.devices=2",
-             "++trainer.strategy=ddp_spawn", "torch_threads=1", "callbacks.progress_bar.refresh_rate=0"]
-    refused = subprocess.run([*spawn, f"hydra.run.dir={tmp_path / 'refused'}"], capture_output=True, text=True, timeout=600)
+    spawn = [
+        "model=logreg",
+        "debug=tiny",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "++trainer.strategy=ddp_spawn",
+        "torch_threads=1",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+    refused = run_script("train.py", *spawn, f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path)
     assert refused.returncode != 0 and refused.stderr.strip().splitlines()[-1] == (
-        "error: trainer.strategy=ddp_spawn is not allowed: it cannot test after fit; use trainer=ddp, or test=false.")
+        "error: trainer.strategy=ddp_spawn is not allowed: it cannot test after fit; use trainer=ddp, or test=false."
+    )
     assert not (tmp_path / "refused" / "checkpoints").exists()
-    trained = subprocess.run([*spawn, "test=false", f"hydra.run.dir={tmp_path / 'trained'}"], capture_output=True, text=True, timeout=600)
+    trained = run_script("train.py", *spawn, "test=false", f"hydra.run.dir={tmp_path / 'trained'}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     outcome = json.loads((tmp_path / "trained" / "result.json").read_text())
     assert outcome["status"] == "ok" and outcome["val_acc_best"] > 0.5 and outcome["test_acc"] is None

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from drawings import write_drawings
-from photos import PAGE, photo, write_photos
-from mnist_lab.mnist import SHIPPED_DIR, load_mnist
-from mnist_lab.preprocess import InputError, open_image, to_mnist
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True, text=True, timeout=600)
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
+from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
+from mnist_lab.testing import run_script
+from mnist_lab.testing.drawings import write_drawings
+from mnist_lab.testing.photos import PAGE, photo, write_photos
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,9 @@ def mnist():
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_eval_reproduces_the_training_runs_test_accuracy(trained_run, tmp_path: Path):
     out = tmp_path / "eval"
-    result = run("eval.py", f"ckpt_path={trained_run['ckpt']}", "trainer.accelerator=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
+    result = run_script(
+        "eval.py", f"ckpt_path={trained_run['ckpt']}", "trainer.accelerator=cpu", f"hydra.run.dir={out}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_acc"] == pytest.approx(trained_run["test_acc"], abs=5e-5)
@@ -46,11 +41,22 @@ def test_eval_reproduces_the_training_runs_test_accuracy(trained_run, tmp_path: 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_eval_on_a_labelled_csv(trained_run, tmp_path: Path, mnist):
-    rows = [",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(mnist["test_x"][:50], mnist["test_y"][:50])]
-    (tmp_path / "labelled.csv").write_text("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(rows) + "\n")
+    rows = [
+        ",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(mnist["test_x"][:50], mnist["test_y"][:50])
+    ]
+    (tmp_path / "labelled.csv").write_text(
+        "label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(rows) + "\n"
+    )
     out = tmp_path / "eval"
-    result = run("eval.py", f"ckpt_path={trained_run['ckpt']}", "data=csv", f"data.test_csv={tmp_path / 'labelled.csv'}",
-                 "trainer.accelerator=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
+    result = run_script(
+        "eval.py",
+        f"ckpt_path={trained_run['ckpt']}",
+        "data=csv",
+        f"data.test_csv={tmp_path / 'labelled.csv'}",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["images"] == 50
 
@@ -71,7 +77,7 @@ def test_eval_refuses_bad_checkpoints_in_one_line(trained_run, tmp_path: Path, c
     (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 3])
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.ckpt")  # a whole pickled module
     torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, tmp_path / "foreign.ckpt")
-    result = run("eval.py", *([f"ckpt_path={tmp_path / ckpt}"] if ckpt else []), cwd=tmp_path)
+    result = run_script("eval.py", *([f"ckpt_path={tmp_path / ckpt}"] if ckpt else []), cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -79,7 +85,9 @@ def test_eval_refuses_bad_checkpoints_in_one_line(trained_run, tmp_path: Path, c
 
 def test_to_mnist_recovers_an_mnist_digit(mnist):
     digit = mnist["test_x"][0]
-    again = to_mnist(255 - torch.nn.functional.interpolate(digit[None, None].float(), size=(200, 200))[0, 0].byte().numpy())
+    again = to_mnist(
+        255 - torch.nn.functional.interpolate(digit[None, None].float(), size=(200, 200))[0, 0].byte().numpy()
+    )
     original = digit.float() / 255
     assert again.shape == (28, 28) and again.max() == 1
     assert torch.nn.functional.cosine_similarity(again.flatten(), original.flatten(), dim=0) > 0.8
@@ -111,10 +119,18 @@ def test_predict_recognises_photos_and_drawings_and_reports_bad_inputs(trained_r
     Image.new("L", (3000, 3000), 255).save(bad / "huge.png")
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
-    result = run("predict.py", f"ckpt_path={trained_run['ckpt']}",
-                 f"inputs=[{tmp_path / 'drawings'},{tmp_path / 'photos'},{white_on_black},{bad},{tmp_path / 'empty'},"
-                 + ",".join(map(str, blank_pages)) + "]",
-                 "max_pixels=4000000", "save_inputs=true", "save_csv=true", f"hydra.run.dir={out}", cwd=tmp_path)
+    result = run_script(
+        "predict.py",
+        f"ckpt_path={trained_run['ckpt']}",
+        f"inputs=[{tmp_path / 'drawings'},{tmp_path / 'photos'},{white_on_black},{bad},{tmp_path / 'empty'},"
+        + ",".join(map(str, blank_pages))
+        + "]",
+        "max_pixels=4000000",
+        "save_inputs=true",
+        "save_csv=true",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
     correct = sum(lines[str(path)].startswith(str(label)) for path, label in files)
@@ -139,8 +155,14 @@ def test_predict_shows_a_test_image_and_writes_a_kaggle_submission(trained_run, 
     pixels = [",".join(map(str, x.flatten().tolist())) for x in mnist["test_x"][:30]]
     (tmp_path / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(pixels) + "\n")
     out = tmp_path / "out"
-    result = run("predict.py", f"ckpt_path={trained_run['ckpt']}", "test_index=5", f"kaggle_csv={tmp_path / 'test.csv'}",
-                 f"hydra.run.dir={out}", cwd=tmp_path)
+    result = run_script(
+        "predict.py",
+        f"ckpt_path={trained_run['ckpt']}",
+        "test_index=5",
+        f"kaggle_csv={tmp_path / 'test.csv'}",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"test image 5: true {int(mnist['test_y'][5])}, predicted" in result.stdout
     assert Image.open(out / "test_5.png").size == (112, 112)
@@ -149,3 +171,26 @@ def test_predict_shows_a_test_image_and_writes_a_kaggle_submission(trained_run, 
     assert rows[0] == ["ImageId", "Label"] and [r[0] for r in rows[1:]] == [str(i) for i in range(1, 31)]
     hits = sum(int(r[1]) == int(y) for r, y in zip(rows[1:], mnist["test_y"][:30]))
     assert hits >= 27
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_eval_and_predict_say_what_the_checkpoint_was_trained_with(trained_run, tmp_path: Path):
+    ckpt = torch.load(trained_run["ckpt"], weights_only=True)  # the run's composed config, as plain data
+    assert ckpt["run_config"]["trainer"]["max_epochs"] == 1 and ckpt["run_config"]["seed"] == 12345
+    result = run_script("predict.py", f"ckpt_path={trained_run['ckpt']}", "test_index=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "Trained with: model=CNN, optimizer=AdamW" in result.stdout and "max_epochs=1, batch_size=256" in result.stdout
+    )
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_train_refuses_a_file_that_is_not_a_checkpoint_in_one_line(tmp_path: Path):
+    (tmp_path / "notes.ckpt").write_text("hello")  # what torch.load called KeyError: 104
+    result = run_script("train.py", f"ckpt_path={tmp_path / 'notes.ckpt'}", "model=logreg", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'notes.ckpt'}: cannot be read as a safe (weights-only) checkpoint: "
+        "it is not a file torch.save wrote (KeyError)"
+    )
+    assert json.loads(next((tmp_path / "outputs" / "runs").glob("*/result.json")).read_text())["status"] == "failed"

@@ -5,22 +5,25 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
 
-from mnist_lab.instantiators import build_trainer
-from mnist_lab.host_reads import CountHostReads, HostReads
-from mnist_lab.module import NonFiniteLoss
+from mnist_lab.models.classifier import NonFiniteLoss
+from mnist_lab.training.host_syncs import CountHostReads, HostReads
+from mnist_lab.training.run import train
 
 
 @pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])
 def test_a_training_step_reads_nothing_back_but_on_logging_steps(make_cfg, model):
-    cfg = make_cfg(f"model={model}", "data.batch_size=32", "trainer.max_steps=100", "trainer.limit_val_batches=0", "test=false",
-                   "callbacks.progress_bar.refresh_rate=5")
+    cfg = make_cfg(
+        f"model={model}",
+        "data.batch_size=32",
+        "trainer.max_steps=100",
+        "trainer.limit_val_batches=0",
+        "test=false",
+        "callbacks.progress_bar.refresh_rate=5",
+    )
     counter = CountHostReads(where=True)
-    trainer = build_trainer(cfg)
-    trainer.callbacks.append(counter)
-    module = instantiate(cfg.model)
-    trainer.fit(module, datamodule=instantiate(cfg.data))
+    _, objects = train(cfg, callbacks=[counter])
+    trainer, module = objects["trainer"], objects["model"]
     assert counter.steps == 100
     assert counter.per_step <= 0.2, counter.reads.sites  # before: 2.2 (the loss check, progress-bar values)
     # The progress bar still shows the logged per-step values.
@@ -35,7 +38,9 @@ def test_a_non_finite_loss_is_remembered_on_the_device_and_reported_with_its_ste
         guard.update(torch.tensor(float("inf")), step=7, lr=0.5)
         guard.update(torch.tensor(float("nan")), step=8, lr=0.25)  # later ones do not overwrite the first
     assert reads.count == 0
-    with pytest.raises(FloatingPointError, match=r"became inf at step 7 \(epoch 2\); the learning rate \(0.5\) is probably too high"):
+    with pytest.raises(
+        FloatingPointError, match=r"became inf at step 7 \(epoch 2\); the learning rate \(0.5\) is probably too high"
+    ):
         guard.check(epoch=2)
 
 
@@ -64,10 +69,8 @@ class NoSyncBetween(L.Callback):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_the_data_stays_there_and_steps_between_logging_never_sync(make_cfg):
     cfg = make_cfg("trainer.accelerator=gpu", "trainer.max_steps=48", "trainer.limit_val_batches=0", "test=false")
-    trainer, datamodule = build_trainer(cfg), instantiate(cfg.data)
-    trainer.callbacks.append(NoSyncBetween(first=2, last=47))  # Lightning writes logs at step 50
     try:
-        trainer.fit(instantiate(cfg.model), datamodule=datamodule)
+        _, objects = train(cfg, callbacks=[NoSyncBetween(first=2, last=47)])  # Lightning writes logs at step 50
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert datamodule.train_set.images.device.type == "cuda"
+    assert objects["datamodule"].train_set.images.device.type == "cuda"

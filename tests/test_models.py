@@ -5,13 +5,21 @@ import torch
 from hydra.utils import instantiate
 
 from mnist_lab.errors import ConfigError
-from mnist_lab.module import DigitClassifier, piecewise_lr
-from mnist_lab.networks import CNN, MLP, DeepCNN, LogReg
+from mnist_lab.models.classifier import DigitClassifier
+from mnist_lab.models.networks import CNN, MLP, DeepCNN, LogReg
+from mnist_lab.models.schedules import piecewise_lr
 
 
 @pytest.mark.parametrize(
     "net, params",
-    [(CNN(), 3_274_634), (DeepCNN(), 325_994), (DeepCNN(width=1.5), 731_674), (LogReg(), 7_850), (MLP(), 7_960), (MLP(hidden=[64, 32], activation="relu"), 52_650)],
+    [
+        (CNN(), 3_274_634),
+        (DeepCNN(), 325_994),
+        (DeepCNN(width=1.5), 731_674),
+        (LogReg(), 7_850),
+        (MLP(), 7_960),
+        (MLP(hidden=[64, 32], activation="relu"), 52_650),
+    ],
 )
 def test_networks_have_the_tutorial_sizes_and_give_ten_logits(net, params):
     assert sum(p.numel() for p in net.parameters()) == params
@@ -44,10 +52,10 @@ def test_piecewise_lr_gives_one_rate_per_epoch():
 
 @pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])
 def test_every_model_trains_one_batch_with_fast_dev_run(make_cfg, model):
-    from mnist_lab.training import train
+    from mnist_lab.training.run import train
 
     cfg = make_cfg(f"model={model}", "debug=fast", "data.batch_size=16", "data.eval_batch_size=16")
-    metrics = train(cfg)["metrics"]  # one train, val and test batch each
+    metrics, _ = train(cfg)  # one train, val and test batch each
     assert metrics["val_acc_best"] == metrics["val_acc"]  # the one validation so far is the best
     assert (metrics["test_acc"] * 16) == pytest.approx(round(metrics["test_acc"] * 16))  # hits out of 16 images
     assert 0 < metrics["train_loss_epoch"] < 10 and 0 < metrics["test_loss"] < 10
@@ -56,9 +64,9 @@ def test_every_model_trains_one_batch_with_fast_dev_run(make_cfg, model):
 def test_module_forward_normalises_inputs_in_unit_range():
     model = instantiate(
         {
-            "_target_": "mnist_lab.module.DigitClassifier",
+            "_target_": "mnist_lab.models.classifier.DigitClassifier",
             "_recursive_": False,
-            "net": {"_target_": "mnist_lab.networks.LogReg"},
+            "net": {"_target_": "mnist_lab.models.networks.LogReg"},
             "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
         }
     )
@@ -70,8 +78,10 @@ def test_module_forward_normalises_inputs_in_unit_range():
 
 def test_channels_last_changes_the_memory_layout_not_the_logits():
     def classifier(channels_last: bool) -> DigitClassifier:
-        net = {"_target_": "mnist_lab.networks.DeepCNN"}
-        return DigitClassifier(net, {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, channels_last=channels_last)
+        net = {"_target_": "mnist_lab.models.networks.DeepCNN"}
+        return DigitClassifier(
+            net, {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, channels_last=channels_last
+        )
 
     nhwc, nchw = classifier(True).eval(), classifier(False).eval()
     nchw.load_state_dict(nhwc.state_dict())

@@ -3,30 +3,42 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from mnist_lab.checkpoint_io import AtomicCheckpointIO
+from mnist_lab.testing import run_script, start_script
+from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
 
-ROOT = Path(__file__).resolve().parents[1]
 # ~2 s per epoch on two cores (fp32): long enough to be killed in the middle of one.
-SLOW_MLP = ["model=mlp", "model.net.dropout=0.2", "model.net.hidden=[64]", "trainer.max_epochs=3", "trainer.limit_train_batches=600",
-            "data.batch_size=64", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "data.eval_batch_size=500",
-            "trainer.deterministic=true", "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu"]
-
-
-def train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, capture_output=True, text=True, timeout=600)
+SLOW_MLP = [
+    "model=mlp",
+    "model.net.dropout=0.2",
+    "model.net.hidden=[64]",
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=600",
+    "data.batch_size=64",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.eval_batch_size=500",
+    "trainer.deterministic=true",
+    "callbacks.progress_bar.refresh_rate=0",
+    "trainer.accelerator=cpu",
+]
 
 
 def start_and_stop(run_dir: Path, sig: int) -> subprocess.Popen:
     """Start a run and send it ``sig`` early in its second epoch."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SLOW_MLP, f"hydra.run.dir={run_dir}"],
-                            cwd=run_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_script(
+        "train.py",
+        *SLOW_MLP,
+        f"hydra.run.dir={run_dir}",
+        cwd=run_dir.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -45,7 +57,7 @@ def result(run_dir: Path) -> dict:
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_killed_run_resumes_in_its_folder_and_matches_an_uninterrupted_run(tmp_path: Path):
     whole = tmp_path / "whole"
-    assert train(*SLOW_MLP, f"hydra.run.dir={whole}", cwd=tmp_path).returncode == 0
+    assert run_script("train.py", *SLOW_MLP, f"hydra.run.dir={whole}", cwd=tmp_path).returncode == 0
 
     killed = tmp_path / "killed"
     proc = start_and_stop(killed, signal.SIGKILL)
@@ -54,7 +66,7 @@ def test_killed_run_resumes_in_its_folder_and_matches_an_uninterrupted_run(tmp_p
     torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)  # complete, loadable
     original_config = (killed / ".hydra" / "config.yaml").read_text()
 
-    resumed = train(f"resume={killed}", cwd=tmp_path)
+    resumed = run_script("train.py", f"resume={killed}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Continuing from" in resumed.stdout
     done, reference = result(killed), result(whole)
@@ -67,7 +79,7 @@ def test_killed_run_resumes_in_its_folder_and_matches_an_uninterrupted_run(tmp_p
     assert not (tmp_path / "outputs").exists()  # nothing written anywhere else
 
     # A finished run folder is never trained over again.
-    again = train(f"resume={killed}", cwd=tmp_path)
+    again = run_script("train.py", f"resume={killed}", cwd=tmp_path)
     assert again.returncode != 0 and "already holds a finished run" in again.stderr
 
 
@@ -80,7 +92,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_checkpoint(tmp_path: Path):
     assert f"Continue with: python train.py resume={run_dir}" in out
     assert result(run_dir)["status"] == "interrupted"
     assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
-    resumed = train(f"resume={run_dir}", cwd=tmp_path)
+    resumed = run_script("train.py", f"resume={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert result(run_dir)["status"] == "ok"
 
@@ -103,21 +115,38 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch):
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_non_finite_loss_stops_the_run_naming_step_and_cause(tmp_path: Path):
     run_dir = tmp_path / "run"
-    proc = train("model/optimizer=sgd", "model.optimizer.lr=1e12", "model.scheduler=null", "trainer.limit_train_batches=50",
-                 "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = run_script(
+        "train.py",
+        "model/optimizer=sgd",
+        "model.optimizer.lr=1e12",
+        "model.scheduler=null",
+        "trainer.limit_train_batches=50",
+        "callbacks.progress_bar.refresh_rate=0",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: train_loss became") and "at step" in last and "learning rate (1e+12) is probably too high" in last
+    assert (
+        last.startswith("error: train_loss became")
+        and "at step" in last
+        and "learning rate (1e+12) is probably too high" in last
+    )
     assert result(run_dir)["status"] == "failed"
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 @pytest.mark.parametrize(
     "override, message",
-    [("model.net.dropout=1.5", "model.net.dropout=1.5 is not allowed"), ("model=resnet", "Could not find 'model/resnet'"),
-     ("experiment=nope", "Could not find 'experiment/nope'"), ("data.batch_size=0", "data.batch_size=0 is not allowed")],
+    [
+        ("model.net.dropout=1.5", "model.net.dropout=1.5 is not allowed"),
+        ("model=resnet", "Could not find 'model/resnet'"),
+        ("experiment=nope", "Could not find 'experiment/nope'"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed"),
+    ],
 )
 def test_config_errors_stop_before_any_work(tmp_path: Path, override, message):
-    proc = train(override, cwd=tmp_path)
+    proc = run_script("train.py", override, cwd=tmp_path)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("*.ckpt")) and "parameters" not in proc.stdout  # refused before the model was built

@@ -2,19 +2,27 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FAST = ["model=logreg", "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1", "data.eval_batch_size=500", "callbacks.weight_histograms.every_n_epochs=0"]
+from mnist_lab.testing import compose_config, run_script
+
+FAST = [
+    "model=logreg",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.eval_batch_size=500",
+    "callbacks.weight_histograms.every_n_epochs=0",
+]
 
 
 def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep_dir}"],
-                          cwd=sweep_dir.parent, capture_output=True, text=True, timeout=900)
+    return run_script(
+        "train.py", "-m", *FAST, *overrides, f"hydra.sweep.dir={sweep_dir}", cwd=sweep_dir.parent, timeout=900
+    )
 
 
 def summary(sweep_dir: Path) -> list[dict]:
@@ -61,33 +69,56 @@ def test_grid_sweep_survives_a_failed_run_and_resumes(tmp_path: Path):
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_named_sweep_from_config_runs_its_grid(tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "sweep=logreg_lr", *FAST, "hydra.sweeper.params={model.optimizer.lr: '0.1,0.5'}",
-         f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = run_script(
+        "train.py",
+        "sweep=logreg_lr",
+        *FAST,
+        "hydra.sweeper.params={model.optimizer.lr: '0.1,0.5'}",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary(sweep_dir)
     assert sorted(r["run"].split(",")[2] for r in rows) == ["lr=0.1", "lr=0.5"]
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
-@pytest.mark.parametrize("model, searched", [
-    ("cnn", {"lr", "dropout", "max_epochs"}), ("deep_cnn", {"lr", "dropout", "width", "max_epochs"}),
-    ("logreg", {"lr", "max_epochs"}), ("mlp", {"lr", "weight_decay", "max_epochs"}),
-])
+@pytest.mark.parametrize(
+    "model, searched",
+    [
+        ("cnn", {"lr", "dropout", "max_epochs"}),
+        ("deep_cnn", {"lr", "dropout", "width", "max_epochs"}),
+        ("logreg", {"lr", "max_epochs"}),
+        ("mlp", {"lr", "weight_decay", "max_epochs"}),
+    ],
+)
 def test_optuna_searches_what_each_model_has(tmp_path: Path, model, searched):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep_dir = tmp_path / "optuna"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "sweep=optuna", *FAST, f"model={model}", "hydra.sweeper.n_trials=2",
-         "data.batch_size=32", "trainer.limit_train_batches=3", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = run_script(
+        "train.py",
+        "sweep=optuna",
+        *FAST,
+        f"model={model}",
+        "hydra.sweeper.n_trials=2",
+        "data.batch_size=32",
+        "trainer.limit_train_batches=3",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert "best_params" in best and "model.optimizer.lr" in best
     rows = summary(sweep_dir)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     for row in rows:
-        swept = dict(o.split("=", 1) for o in row["overrides"].split() if not o.startswith(("sweep=", "model=", "data.", "trainer.limit", "callbacks.")))
+        swept = dict(
+            o.split("=", 1)
+            for o in row["overrides"].split()
+            if not o.startswith(("sweep=", "model=", "data.", "trainer.limit", "callbacks."))
+        )
         assert {key.rsplit(".", 1)[-1] for key in swept} == searched
         lr = float(swept["model.optimizer.lr"])
         assert f"lr={lr:.4g}," in row["run"] and lr != float(f"{lr:.4g}")  # shown short, kept exact
@@ -98,18 +129,21 @@ def test_optuna_searches_what_each_model_has(tmp_path: Path, model, searched):
 def test_a_sweep_over_a_key_the_model_lacks_stops_before_any_run(tmp_path: Path):
     result = sweep(tmp_path / "sweep", "model.net.dropout=0.1,0.2")  # FAST picks logreg: no dropout
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: the sweep sets model.net.dropout, which the config of model=logreg")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: the sweep sets model.net.dropout, which the config of model=logreg")
+    )
     assert not (tmp_path / "sweep").exists()
 
 
-@pytest.mark.parametrize("launcher, target", [("local_parallel", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
-                                              ("submitit_local", "LocalLauncher")])
+@pytest.mark.parametrize(
+    "launcher, target",
+    [("local_parallel", "JoblibLauncher"), ("slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher")],
+)
 def test_launcher_configs_compose(launcher, target):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"launcher={launcher}", "output_dir=x"], return_hydra_config=True)
+    cfg = compose_config(f"launcher={launcher}", "output_dir=x", hydra_keys=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "slurm":
         assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
@@ -124,6 +158,10 @@ def test_submitit_sweep_runs_each_run_as_a_job_and_records_the_failed_one(tmp_pa
     result = sweep(sweep_dir, "launcher=submitit_local", "model=mlp", "model.net.dropout=0.1,0.2,1.5")
     assert result.returncode != 0 and "1 of 3 runs failed" in result.stderr
     rows = {r["run"].split(",")[2]: r for r in summary(sweep_dir)}
-    assert {k: r["status"] for k, r in rows.items()} == {"dropout=0.1": "ok", "dropout=0.2": "ok", "dropout=1.5": "failed"}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "dropout=0.1": "ok",
+        "dropout=0.2": "ok",
+        "dropout=1.5": "failed",
+    }
     assert all(float(rows[k]["test_acc"]) > 0.3 for k in ("dropout=0.1", "dropout=0.2"))
     assert "model.net.dropout=1.5 is not allowed" in rows["dropout=1.5"]["error"]

@@ -6,13 +6,17 @@ import importlib.util
 import math
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF
-from mnist_lab import figures, sweep_checks
-from mnist_lab.resolvers import run_dirname
+from mnist_lab import figures
+from mnist_lab.sweeps import checks as sweep_checks
+from mnist_lab.sweeps.naming import run_dirname
+from mnist_lab.testing import compose_config
 
-OPTUNA_TRIAL = ["model.net.dropout=0.47938081700940427", "model.optimizer.lr=0.00915226100278092", "trainer.max_epochs=2"]
+OPTUNA_TRIAL = [
+    "model.net.dropout=0.47938081700940427",
+    "model.optimizer.lr=0.00915226100278092",
+    "trainer.max_epochs=2",
+]
 
 
 def test_run_names_show_floats_to_four_digits_and_stay_unique_and_stable():
@@ -24,19 +28,26 @@ def test_run_names_show_floats_to_four_digits_and_stay_unique_and_stable():
 
 
 def test_run_names_of_short_values_stay_as_typed():
-    assert run_dirname(["model.optimizer.lr=2e-3", "model.net.dropout=0.25", "model=mlp"]) == "model=mlp,dropout=0.25,lr=2e-3"
+    assert (
+        run_dirname(["model.optimizer.lr=2e-3", "model.net.dropout=0.25", "model=mlp"])
+        == "model=mlp,dropout=0.25,lr=2e-3"
+    )
 
 
 def multirun_config(*overrides: str, swept: tuple[str, ...] = ()):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["output_dir=x", *overrides], return_hydra_config=True)
+    cfg = compose_config("output_dir=x", *overrides, hydra_keys=True)
     cfg.hydra.overrides.task = [*cfg.hydra.overrides.task, *swept]  # sweep values are not composed up front
     return cfg
 
 
 def test_swept_keys_must_exist_in_the_models_config():
-    assert sweep_checks.missing_keys(multirun_config("model=logreg", swept=("model.net.dropout=0.1,0.2",))) == ["model.net.dropout"]
-    assert sweep_checks.missing_keys(multirun_config("model=cnn", swept=("model.net.dropout=0.1,0.2", "+trainer.foo=1"))) == []
+    assert sweep_checks.missing_keys(multirun_config("model=logreg", swept=("model.net.dropout=0.1,0.2",))) == [
+        "model.net.dropout"
+    ]
+    assert (
+        sweep_checks.missing_keys(multirun_config("model=cnn", swept=("model.net.dropout=0.1,0.2", "+trainer.foo=1")))
+        == []
+    )
     assert sweep_checks.missing_keys(multirun_config("model=logreg", "experiment=cnn_best")) == []
 
 
@@ -52,15 +63,22 @@ def test_each_models_search_space_names_only_keys_it_has(model):
 def test_a_missing_plugin_names_its_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SystemExit, match=r'sweep=optuna needs the "optuna" extra.*pip install -e "\.\[optuna\]"'):
-        sweep_checks.require_plugins(["model=logreg", "sweep=optuna"])
+        sweep_checks.require_extras(["model=logreg", "sweep=optuna"])
     with pytest.raises(SystemExit, match=r'launcher=slurm needs the "launchers" extra'):
-        sweep_checks.require_plugins(["launcher=slurm"])
-    sweep_checks.require_plugins(["model=logreg", "sweep=lr_dropout_epochs"])  # no plugin needed
+        sweep_checks.require_extras(["launcher=slurm"])
+    with pytest.raises(SystemExit, match=r'launcher=submitit_local needs the "launchers" extra'):
+        sweep_checks.require_extras(["launcher=submitit_local"])
+    with pytest.raises(SystemExit, match=r'logger=mlflow needs the "mlflow" extra.*pip install -e "\.\[mlflow\]"'):
+        sweep_checks.require_extras(["logger=mlflow"])
+    sweep_checks.require_extras(["model=logreg", "sweep=lr_dropout_epochs"])  # no plugin needed
 
 
 def test_summary_plot_marks_best_and_failed_runs_and_scales_axes_by_the_search():
-    params = {"model.net.dropout": ["0.1", "0.25", "0.5"], "model.optimizer.lr": ["1e-3", "3e-3", "1e-2"],
-              "trainer.max_epochs": ["1", "2", "3"]}
+    params = {
+        "model.net.dropout": ["0.1", "0.25", "0.5"],
+        "model.optimizer.lr": ["1e-3", "3e-3", "1e-2"],
+        "trainer.max_epochs": ["1", "2", "3"],
+    }
     fig = figures.objective_plot(params, [0.98, 0.99, math.nan], "val_acc_best", log_params=["model.optimizer.lr"])
     dropout, lr, epochs = fig.axes
     assert (dropout.get_xscale(), lr.get_xscale(), epochs.get_xscale()) == ("linear", "log", "linear")

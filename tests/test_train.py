@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -12,25 +12,18 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.data import MNISTDataModule
-from mnist_lab.module import DigitClassifier, load_classifier
-from mnist_lab.instantiators import build_trainer
-from mnist_lab.training import prepare, run, train
+from mnist_lab.data.datamodule import MNISTDataModule
+from mnist_lab.models.classifier import DigitClassifier, load_classifier
+from mnist_lab.testing import run_script, start_script
+from mnist_lab.training.run import run, train
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny", "trainer.accelerator=cpu"]
-
-
-def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path):
     run_dir = tmp_path / "run"
-    result = run_train(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_script("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test accuracy:" in result.stdout
     assert "Tip:" not in result.stdout + result.stderr and "LeafSpec" not in result.stderr  # known noise hidden
@@ -58,9 +51,15 @@ def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path)
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path: Path):
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-             "test=false"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        start_script(
+            "train.py",
+            *TINY,
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "test=false",
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for _ in range(2)
     ]
@@ -71,15 +70,15 @@ def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path: Path):
 
 def test_seed_makes_runs_repeatable_including_seed_zero(make_cfg):
     overrides = [*TINY, "model=mlp", "logger=[]", "callbacks=none", "test=false", "trainer.deterministic=true"]
-    first = train(make_cfg(*overrides, "seed=0"))["metrics"]
-    again = train(make_cfg(*overrides, "seed=0"))["metrics"]
-    other = train(make_cfg(*overrides, "seed=1"))["metrics"]
+    first = train(make_cfg(*overrides, "seed=0"))[0]
+    again = train(make_cfg(*overrides, "seed=0"))[0]
+    other = train(make_cfg(*overrides, "seed=1"))[0]
     assert first == again and first != other
 
 
 def test_seed_null_trains_unseeded(make_cfg):
     overrides = [*TINY, "model=logreg", "logger=[]", "callbacks=none", "test=false", "seed=null"]
-    runs = [train(make_cfg(*overrides))["metrics"]["train_loss_epoch"] for _ in range(2)]
+    runs = [train(make_cfg(*overrides))[0]["train_loss_epoch"] for _ in range(2)]
     assert runs[0] != runs[1]
 
 
@@ -88,46 +87,50 @@ def checkpoints(cfg) -> list[str]:
 
 
 @pytest.mark.parametrize("no_validation", ["data.val_size=0", "trainer.limit_val_batches=0"])
-def test_without_validation_the_last_weights_are_kept_and_tested_under_a_name_without_val_acc(make_cfg, capsys, no_validation):
+def test_without_validation_the_last_weights_are_kept_and_tested_under_a_name_without_val_acc(
+    make_cfg, caplog, no_validation
+):
     cfg = make_cfg(*TINY, "model=logreg", "trainer.max_epochs=2", no_validation)
-    result = train(cfg)
-    assert "val_acc_best" not in result["metrics"] and "Test accuracy:" in capsys.readouterr().out
-    assert checkpoints(cfg) == ["epoch01.ckpt", "last.ckpt"] and result["checkpoint"].endswith("epoch01.ckpt")
+    with caplog.at_level(logging.INFO, logger="mnist_lab"):
+        metrics, objects = train(cfg)
+    assert "val_acc_best" not in metrics and "Test accuracy:" in caplog.text
+    assert checkpoints(cfg) == ["epoch01.ckpt", "last.ckpt"] and objects["checkpoint"].endswith("epoch01.ckpt")
 
 
 def test_with_validation_the_best_checkpoint_names_its_val_acc(make_cfg):
     cfg = make_cfg(*TINY, "model=logreg")
-    acc = train(cfg)["metrics"]["val_acc_best"]
+    acc = train(cfg)[0]["val_acc_best"]
     assert checkpoints(cfg) == [f"epoch00-val_acc{acc:.4f}.ckpt", "last.ckpt"]
 
 
 def test_two_validations_per_epoch_keep_epochs_csv_per_epoch_and_the_best_of_all(make_cfg):
     cfg = make_cfg(*TINY, "model=logreg", "trainer.max_epochs=2", "++trainer.val_check_interval=0.5", "logger=csv")
-    result = train(cfg)
+    metrics, objects = train(cfg)
     with (Path(cfg.output_dir) / "csv" / "metrics.csv").open() as f:
         val = [float(r["val_acc"]) for r in csv.DictReader(f) if r.get("val_acc")]
     with (Path(cfg.output_dir) / "epochs.csv").open() as f:
         epochs = [r["epoch"] for r in csv.DictReader(f)]
     assert len(val) == 4 and epochs == ["0", "1"]
-    assert result["metrics"]["val_acc_best"] == pytest.approx(max(val))
-    assert f"val_acc{max(val):.4f}.ckpt" in result["checkpoint"]
+    assert metrics["val_acc_best"] == pytest.approx(max(val))
+    assert f"val_acc{max(val):.4f}.ckpt" in objects["checkpoint"]
 
 
-@pytest.mark.parametrize("overrides, steps", [
-    (["++trainer.accumulate_grad_batches=2", "trainer.max_epochs=2"], 10),  # 10 batches an epoch, 5 optimizer steps
-    (["trainer.max_epochs=null", "trainer.max_steps=25"], 25),  # runs into a third epoch
-])
+@pytest.mark.parametrize(
+    "overrides, steps",
+    [
+        (["++trainer.accumulate_grad_batches=2", "trainer.max_epochs=2"], 10),  # 10 batches an epoch, 5 optimizer steps
+        (["trainer.max_epochs=null", "trainer.max_steps=25"], 25),  # runs into a third epoch
+    ],
+)
 def test_onecycle_spans_exactly_the_optimizer_steps_taken(make_cfg, overrides, steps):
     cfg = make_cfg(*TINY, "model=logreg", "logger=[]", "test=false", *overrides)
-    datamodule, model = prepare(cfg)
-    trainer = build_trainer(cfg)
-    trainer.fit(model, datamodule=datamodule)
+    trainer = train(cfg)[1]["trainer"]
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert trainer.global_step == steps and scheduler.total_steps == steps and scheduler.last_epoch == steps
 
 
 def test_a_run_without_loggers_trains_and_tests(make_cfg):
-    assert "test_acc" in train(make_cfg(*TINY, "model=logreg", "logger=[]"))["metrics"]
+    assert "test_acc" in train(make_cfg(*TINY, "model=logreg", "logger=[]"))[0]
 
 
 def test_ctrl_c_while_testing_marks_the_run_interrupted(make_cfg, monkeypatch):
@@ -149,28 +152,28 @@ def test_ctrl_c_while_testing_marks_the_run_interrupted(make_cfg, monkeypatch):
 def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):
     # decay 0.99 over 10 steps: the average is still close to the initial weights, far from the raw ones.
     cfg = make_cfg(*TINY, "model=mlp", "callbacks=ema", "callbacks.ema.decay=0.99")
-    result = train(cfg)
-    ckpt = torch.load(result["checkpoint"], weights_only=True)
+    metrics, objects = train(cfg)
+    ckpt = torch.load(objects["checkpoint"], weights_only=True)
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
     assert all(not torch.equal(averaged[k], raw[k]) for k in averaged if k.startswith("net."))
 
     def test_acc(weights: dict) -> float:
-        model = load_classifier(result["checkpoint"])
+        model = load_classifier(objects["checkpoint"])
         model.load_state_dict(weights)
         trainer = L.Trainer(accelerator="cpu", limit_test_batches=2, logger=False, enable_progress_bar=False)
         return trainer.test(model, datamodule=MNISTDataModule(eval_batch_size=64), verbose=False)[0]["test_acc"]
 
     # train.py's test after fit is the averaged model's, as eval.py's would be, not the raw weights'.
-    assert result["metrics"]["test_acc"] == test_acc(averaged) != test_acc(raw)
+    assert metrics["test_acc"] == test_acc(averaged) != test_acc(raw)
 
 
 def test_mlflow_logger_records_the_hparams_tab_and_results_per_run_folder(make_cfg, tmp_path):
-    pytest.importorskip("mlflow")
+    pytest.importorskip("mlflow", reason='logger=mlflow needs the mlflow extra: pip install -e ".[mlflow]"')
     from mlflow.tracking import MlflowClient
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = make_cfg(*TINY, "model=logreg", "logger=mlflow", f"logger.mlflow.tracking_uri={store}")
-    metrics = train(cfg)["metrics"]
+    metrics, _ = train(cfg)
     client = MlflowClient(store)
     [mlrun] = client.search_runs([client.get_experiment_by_name("mnist-lab").experiment_id])
     assert mlrun.info.run_name == Path(cfg.output_dir).name and mlrun.data.tags["run_dir"] == cfg.output_dir

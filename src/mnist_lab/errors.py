@@ -1,13 +1,10 @@
-"""The errors a user can fix, and how the entry points show them: one line, not a traceback."""
+"""The errors a user can fix, and the checks that raise them; ``hydra_job.friendly_errors`` shows them in one line."""
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
-from omegaconf import DictConfig
-
-from mnist_lab.hydra_job import in_sweep
+from omegaconf import DictConfig, OmegaConf
 
 
 class UserError(ValueError):
@@ -36,16 +33,8 @@ def check(ok: bool, key: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{key}={value} is not allowed: {allowed}.")
 
 
-def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """A single run stops on a known problem with one line, not a traceback; sweeps record it instead."""
-
-    @functools.wraps(main)
-    def wrapper(cfg: DictConfig) -> Any:
-        try:
-            return main(cfg)
-        except (UserError, FloatingPointError) as err:
-            if in_sweep():
-                raise
-            raise SystemExit(f"error: {err}") from None
-
-    return wrapper
+def require(cfg: DictConfig, key: str, example: str) -> Any:
+    """``cfg[key]``, or a ConfigError showing ``example`` when it is not given."""
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise ConfigError(f"{key} is missing: e.g. {example}")
+    return cfg[key]

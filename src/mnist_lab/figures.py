@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
+from mnist_lab.data.mnist import SIDE
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-ZOOM, CAPTION, GAP = 2, 14, 6  # each digit drawn at 56 px, a caption strip below it, space between tiles
+ZOOM, CAPTION, GAP = 2, 14, 6  # each digit drawn at 2 x SIDE px, a caption strip below it, space between tiles
 FONT = ImageFont.load_default(size=11)
 
 
@@ -27,18 +29,26 @@ def to_image(grid: torch.Tensor) -> Image.Image:
     return Image.fromarray(grid.expand(3, -1, -1).mul(255).round().byte().permute(1, 2, 0).numpy())
 
 
-def digit_grid(images: torch.Tensor, captions: Sequence[str], colors: Sequence[str] | None = None, ncols: int = 8) -> Image.Image:
+def digit_grid(
+    images: torch.Tensor, captions: Sequence[str], colors: Sequence[str] | None = None, ncols: int = 8
+) -> Image.Image:
     """Digits (N, 1, 28, 28) or (N, 28, 28) in [0, 1], dark on white, each with its caption below."""
-    tiles = 1 - images.detach().float().cpu().reshape(-1, 1, 28, 28).clamp(0, 1)
+    tiles = 1 - images.detach().float().cpu().reshape(-1, 1, SIDE, SIDE).clamp(0, 1)
     tiles = F.pad(F.interpolate(tiles, scale_factor=ZOOM), (0, 0, 0, CAPTION), value=1)
     if not len(tiles):
-        tiles = torch.ones(1, 1, 28 * ZOOM + CAPTION, 28 * ZOOM)
+        tiles = torch.ones(1, 1, SIDE * ZOOM + CAPTION, SIDE * ZOOM)
     image = to_image(make_grid(tiles, nrow=ncols, padding=GAP, pad_value=1))
     draw = ImageDraw.Draw(image)
     step_x, step_y = tiles.shape[3] + GAP, tiles.shape[2] + GAP
     for i, caption in enumerate(captions):
-        x, y = GAP + (i % ncols) * step_x, GAP + (i // ncols) * step_y + 28 * ZOOM
-        draw.text((x + 28 * ZOOM // 2, y + CAPTION // 2), caption, fill=colors[i] if colors else "black", font=FONT, anchor="mm")
+        x, y = GAP + (i % ncols) * step_x, GAP + (i // ncols) * step_y + SIDE * ZOOM
+        draw.text(
+            (x + SIDE * ZOOM // 2, y + CAPTION // 2),
+            caption,
+            fill=colors[i] if colors else "black",
+            font=FONT,
+            anchor="mm",
+        )
     return image
 
 
@@ -63,7 +73,9 @@ def confusion_matrix_image(matrix: torch.Tensor, cell: int = 44) -> Image.Image:
     share = counts.double() / counts.sum(1, keepdim=True).clamp(min=1)  # of each true digit's images
     strength = share.clamp(max=1).sqrt()  # so that a few mistakes still show
     diagonal = torch.eye(n, dtype=torch.bool)
-    ink = torch.where(diagonal, torch.tensor([0.2, 0.45, 0.8]).view(3, 1, 1), torch.tensor([0.85, 0.2, 0.2]).view(3, 1, 1))
+    ink = torch.where(
+        diagonal, torch.tensor([0.2, 0.45, 0.8]).view(3, 1, 1), torch.tensor([0.85, 0.2, 0.2]).view(3, 1, 1)
+    )
     cells = 1 - strength.float() * (1 - ink)  # (3, n, n): white for 0, the colour for all
     top, left = 40, 40
     image = Image.new("RGB", (left + n * cell + 10, top + n * cell + 10), "white")
@@ -76,7 +88,13 @@ def confusion_matrix_image(matrix: torch.Tensor, cell: int = 44) -> Image.Image:
         draw.text((left - 10, top + i * cell + cell // 2), str(i), fill="black", font=FONT, anchor="mm")
         for j in range(n):
             text = "white" if strength[i, j] > 0.6 else "black"
-            draw.text((left + j * cell + cell // 2, top + i * cell + cell // 2), str(int(counts[i, j])), fill=text, font=FONT, anchor="mm")
+            draw.text(
+                (left + j * cell + cell // 2, top + i * cell + cell // 2),
+                str(int(counts[i, j])),
+                fill=text,
+                font=FONT,
+                anchor="mm",
+            )
     return image
 
 
@@ -137,9 +155,24 @@ def objective_plot(params: dict[str, list], objective: Sequence, name: str, log_
         xs = numbers or [str(v) for v in values]
         ax.scatter([x for x, ok in zip(xs, done) if ok], finished, label="finished")
         if best is not None:
-            ax.scatter([xs[best]], [objective[best]], marker="*", s=250, color="gold", edgecolor="black", zorder=3, label="best")
+            ax.scatter(
+                [xs[best]],
+                [objective[best]],
+                marker="*",
+                s=250,
+                color="gold",
+                edgecolor="black",
+                zorder=3,
+                label="best",
+            )
         if not all(done):
-            ax.scatter([x for x, ok in zip(xs, done) if not ok], [floor] * done.count(False), marker="x", color="red", label="failed")
+            ax.scatter(
+                [x for x, ok in zip(xs, done) if not ok],
+                [floor] * done.count(False),
+                marker="x",
+                color="red",
+                label="failed",
+            )
         if param in set(log_params):
             ax.set_xscale("log")
         elif numbers and all(x.is_integer() for x in numbers):

@@ -19,6 +19,8 @@ HIDDEN_WARNINGS = (
     # checkpoint; train.py passes the checkpoint to resume from itself.
     (UserWarning, r"`\.fit\(ckpt_path=None\)` was called without a model"),
     (UserWarning, r"\.fit\(ckpt_path=\"last\"\) is set, but there is no last checkpoint available"),
+    # The model summary's size estimate has no entry for bf16-mixed; the parameter count is exact anyway.
+    (UserWarning, r"Precision bf16-mixed is not supported by the model summary"),
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
@@ -10,55 +9,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from mnist_lab.hardware import auto_precision
-
-# Overrides that do not change what a run learns, left out of its folder name.
-_NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug")
-MAX_NAME = 150  # characters; longer folder names are cut and end in a hash of the whole
-SHOWN_DIGITS = 4  # significant digits of a float in a folder name
-
-
-def _short(value: str) -> str:
-    """A float shown to SHOWN_DIGITS significant digits; anything else (and a float that short already) as given."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    shown = f"{number:.{SHOWN_DIGITS}g}"
-    return value if float(shown) == number else shown
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+from mnist_lab.sweeps.naming import run_dirname
 
 
 def config_subdir(resume: str | None) -> str:
     """Where Hydra saves a run's config: a resumed run keeps the original and adds its own beside it."""
     return f".hydra/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" if resume else ".hydra"
-
-
-def run_dirname(overrides: list[str]) -> str:
-    """A sweep run's folder name from its overrides: ``dropout=0.5,lr=0.001``.
-
-    Derived from the parameters alone, so running the sweep again finds the same folders.
-    Keys are shortened to their last part unless that is ambiguous; floats are shown to
-    SHOWN_DIGITS digits, and a name that rounding shortened ends in a hash of the exact values,
-    so that two runs never share a folder.
-    """
-    items = sorted(
-        (key.lstrip("+~"), value)
-        for key, _, value in (o.partition("=") for o in overrides)
-        if not key.lstrip("+~").startswith(_NOT_IN_NAME)
-    )
-    short = [key.rsplit(".", 1)[-1] for key, _ in items]
-    labels = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]
-    exact = ",".join(f"{label}={value}" for label, (_, value) in zip(labels, items))
-    name = ",".join(f"{label}={_short(value)}" for label, (_, value) in zip(labels, items))
-    name = name.replace("/", "_").replace(" ", "") or "defaults"
-    if any(_short(value) != value for _, value in items):
-        name = f"{name}_{_hash(exact)}"
-    if len(name) > MAX_NAME:
-        name = f"{name[:MAX_NAME - 10]}_{_hash(name)}"
-    return name
 
 
 def threads_per_job(jobs: int) -> int:
@@ -72,7 +28,12 @@ def first_set(*values: object) -> object:
 
 
 def register_resolvers() -> None:
-    for name, resolver in (("auto_precision", auto_precision), ("or", first_set), ("config_subdir", config_subdir),
-                           ("run_dirname", run_dirname), ("threads_per_job", threads_per_job),
-                           ("basename", lambda path: Path(path).name)):
+    for name, resolver in (
+        ("auto_precision", auto_precision),
+        ("or", first_set),
+        ("config_subdir", config_subdir),
+        ("run_dirname", run_dirname),
+        ("threads_per_job", threads_per_job),
+        ("basename", lambda path: Path(path).name),
+    ):
         OmegaConf.register_new_resolver(name, resolver, replace=True)

@@ -1,0 +1,39 @@
+"""What the tests and the benchmarks share: the project's scripts run as a user runs them, configs, test images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mnist_lab.project import CONF, ROOT
+
+__all__ = ["CONF", "ROOT", "compose_config", "run_script", "start_script"]
+
+
+def _command(script: str, overrides: tuple[str, ...]) -> list[str]:
+    return [sys.executable, str(ROOT / script), *overrides]
+
+
+def run_script(
+    script: str, *overrides: str, cwd: Path, timeout: float = 600, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """``python <script> <overrides>`` (train.py, eval.py, predict.py) in ``cwd``, its output captured."""
+    return subprocess.run(
+        _command(script, overrides), cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def start_script(script: str, *overrides: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
+    """The same, started in the background (to be signalled, or run beside another)."""
+    return subprocess.Popen(_command(script, overrides), cwd=cwd, text=True, **kwargs)
+
+
+def compose_config(*overrides: str, config_name: str = "train", hydra_keys: bool = False) -> DictConfig:
+    """conf/<config_name>.yaml composed with ``overrides`` as a script sees it; ``hydra_keys``: also ``hydra.*``."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=hydra_keys)
