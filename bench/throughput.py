@@ -54,9 +54,8 @@ class PlainLoop:
         self.net, self.mean, self.std = module.net, module.hparams.mean, module.hparams.std
         if compile:
             self.net.compile()
-        self.layout = (
-            torch.channels_last if module.hparams.channels_last else torch.contiguous_format
-        )  # as the module's
+        # The module's memory layout.
+        self.layout = torch.channels_last if module.hparams.channels_last else torch.contiguous_format
         self.optimizer = instantiate(cfg.model.optimizer)(params=self.net.parameters())
         steps = -(-len(self.labels) // cfg.data.batch_size)
         self.scheduler = None

@@ -80,7 +80,8 @@ def _allowed(hint: Any) -> list[Any] | None:
     return [hint] if hint in TYPE_NAMES else None
 
 
-def _fits(value: Any, allowed: list[Any]) -> bool:
+def fits(value: Any, allowed: list[Any]) -> bool:
+    """Whether ``value`` is of a kind in ``allowed`` (types of TYPE_NAMES, or a Literal's repr); an int is a number."""
     value = {DictConfig: {}, ListConfig: []}.get(type(value), value)  # only their kind matters here
     for kind in allowed:
         if isinstance(kind, str):  # a Literal's value
@@ -107,7 +108,7 @@ def check_arguments(conf: Any) -> None:
         hints = _hints(node["_target_"])
         for key in node:
             allowed = _allowed(hints.get(key)) if key in hints else None
-            if allowed is not None and not _fits(node[key], allowed):
+            if allowed is not None and not fits(node[key], allowed):
                 name = node._get_full_key(key) if isinstance(node, DictConfig) else key
                 shown = " or ".join(TYPE_NAMES.get(kind, kind) for kind in allowed)
                 check(False, name, node[key], f"it must be {shown}")
@@ -125,9 +126,8 @@ def build(conf: Any, **kwargs: Any) -> Any:
         return instantiate(conf, **kwargs)
     except InstantiationException as err:
         cause: BaseException = err
-        while (
-            isinstance(cause, InstantiationException) and cause.__cause__ is not None
-        ):  # one wrapper per nesting level
+        # One wrapper per nesting level.
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
             cause = cause.__cause__
         if isinstance(cause, UserError):
             raise cause from None

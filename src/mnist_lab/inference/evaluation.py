@@ -64,12 +64,12 @@ def evaluate(cfg: DictConfig) -> dict:
         f"{path}: test_loss {metrics['test_loss']:.4f}, test_acc {100 * metrics['test_acc']:.2f} %"
         f" on {result['images']} images"
     )
-    print_report(report)
+    log_report(report)
     log.info(f"Wrote metrics.json, confusion_matrix.png, misclassified.png to {cfg.output_dir}")
     return result
 
 
-def print_report(report: list[dict[str, float]]) -> None:
+def log_report(report: list[dict[str, float]]) -> None:
     log.info("digit  precision  recall      f1  support")
     for r in report:
         log.info(f"{r['digit']:>5}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['f1']:>6.4f}  {r['support']:>7}")

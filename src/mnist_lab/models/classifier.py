@@ -124,9 +124,8 @@ class DigitClassifier(L.LightningModule):
         return loss
 
     def on_validation_start(self) -> None:
-        self.nonfinite.check(
-            self.current_epoch
-        )  # mid-epoch validation (val_check_interval) must not checkpoint diverged weights
+        # Mid-epoch validation (val_check_interval) must not checkpoint diverged weights.
+        self.nonfinite.check(self.current_epoch)
 
     def on_train_epoch_start(self) -> None:
         self.train_loss.reset()

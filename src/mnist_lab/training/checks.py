@@ -6,13 +6,12 @@ DataModule its sizes), which is still before any data is read.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from omegaconf import DictConfig
 
 from mnist_lab.errors import check
 from mnist_lab.hardware import resolve_accelerator
+from mnist_lab.targets import fits
 from mnist_lab.training.run_folder import RESULTS
 
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
@@ -39,31 +38,27 @@ def validate(cfg: DictConfig) -> None:
     _check_precision(cfg.trainer)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_run_keys(cfg: DictConfig) -> None:
     """The keys of conf/train.yaml itself, which no built object checks."""
     seed, threads = cfg.get("seed"), cfg.get("torch_threads")
     check(
-        seed is None or (_is_int(seed) and 0 <= seed < 2**32),
+        seed is None or (fits(seed, [int]) and 0 <= seed < 2**32),
         "seed",
         seed,
         "it must be an integer in [0, 2**32) or null",
     )
     check(
-        threads is None or (_is_int(threads) and threads >= 1),
+        threads is None or (fits(threads, [int]) and threads >= 1),
         "torch_threads",
         threads,
         "it must be an integer >= 1 or null",
     )
-    check(isinstance(cfg.get("test"), bool), "test", cfg.get("test"), "it must be true or false")
+    check(fits(cfg.get("test"), [bool]), "test", cfg.get("test"), "it must be true or false")
     metric = cfg.get("optimized_metric")
     check(metric in RESULTS, "optimized_metric", metric, f"choose one of {', '.join(RESULTS)}")
     for key in ("resume", "ckpt_path"):
         value = cfg.get(key)
-        check(value is None or isinstance(value, str), key, value, "it must be a path or null")
+        check(fits(value, [str, type(None)]), key, value, "it must be a path or null")
 
 
 def _check_rates(model: DictConfig) -> None:
@@ -71,8 +66,7 @@ def _check_rates(model: DictConfig) -> None:
         for key in ("lr", "max_lr"):
             value = section.get(key)
             if value is not None:
-                number = isinstance(value, (int, float)) and not isinstance(value, bool)
-                check(number and value > 0, f"{name}.{key}", section[key], "it must be > 0")
+                check(fits(value, [float]) and value > 0, f"{name}.{key}", section[key], "it must be > 0")
 
 
 def _check_precision(trainer: DictConfig) -> None:

@@ -42,15 +42,16 @@ def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
     return datamodule, model
 
 
-def _test(cfg: DictConfig, trainer: L.Trainer, model: DigitClassifier, datamodule: MNISTDataModule) -> dict[str, float]:
-    """Test the best checkpoint (else the final weights) when the run tests and has a labelled test set."""
+def _test(
+    cfg: DictConfig, trainer: L.Trainer, model: DigitClassifier, datamodule: MNISTDataModule, best: Optional[str]
+) -> dict[str, float]:
+    """Test the ``best`` checkpoint (None: the final weights) when the run tests and has a labelled test set."""
     if not cfg.get("test"):
         return {}
     if datamodule.test_set is None:
         log.info("Not tested: there is no labelled test set (data.test_csv with a 'label' column).")
         return {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     log.info(f"Test accuracy: {100 * metrics['test_acc']:.2f} % ({best or 'final weights'})")
     return metrics
@@ -70,10 +71,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> tuple[dict[str
         log.info(f"Continuing from {ckpt_path}")
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    metrics.update(_test(cfg, trainer, model, datamodule))
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
+    metrics.update(_test(cfg, trainer, model, datamodule, best))
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
-    return metrics, {**objects, "epochs": trainer.current_epoch, "checkpoint": best or None}
+    return metrics, {**objects, "epochs": trainer.current_epoch, "checkpoint": best}
 
 
 def run(cfg: DictConfig) -> Optional[float]:
@@ -82,8 +83,9 @@ def run(cfg: DictConfig) -> Optional[float]:
     In a sweep a failing run is recorded as failed and returns NaN, so the other runs go on and
     the sweep's summary lists it; alone, the error propagates.
     """
-    resumed = load_run_config(cfg.resume) if cfg.get("resume") else None
-    cfg = resumed or cfg  # a resumed run's output_dir is its folder: Hydra runs there
+    resumed = bool(cfg.get("resume"))
+    if resumed:
+        cfg = load_run_config(cfg.resume)  # its output_dir is the resumed folder: Hydra runs there
     run_dir, objective = Path(cfg.output_dir), cfg.get("optimized_metric")
     done = finished_result(run_dir)
     if done:
@@ -95,7 +97,7 @@ def run(cfg: DictConfig) -> Optional[float]:
         return done.get(objective)
     if rank_zero_only.rank != 0:  # a DDP worker re-launched by Lightning: rank 0 keeps the records
         return train(cfg)[0].get(objective)
-    record = RunRecord(run_dir, job_overrides(), resumed=resumed is not None)
+    record = RunRecord(run_dir, job_overrides(), resumed=resumed)
     try:
         metrics, objects = train(cfg)
     except BaseException as err:
