@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from mnist_lab.data.mnist import SHIPPED_DIR
@@ -12,6 +14,12 @@ from mnist_lab.resolvers import register_resolvers
 from mnist_lab.testing import compose_config, run_script
 
 register_resolvers()
+
+# pytest -n N: N workers share the cores, and torch's default (every core in each process, and in
+# each script a test starts) makes them wait on each other.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture

@@ -107,10 +107,17 @@ def test_unknown_model_name_lists_the_choices(make_cfg):
         ("model.optimizer.lr=abc", "model.optimizer.lr=abc is not allowed: it must be > 0"),
         (
             "callbacks.progress_bar.refresh_rate=abc",
-            "callbacks.progress_bar.refresh_rate=abc is not allowed: it must be an int",
+            r"callbacks.progress_bar.refresh_rate=abc is not allowed: it must be >= 0 \(0: no bar\)",
         ),
-        ("trainer.max_steps=-3", "trainer: `max_steps` must be a non-negative integer or -1"),  # Lightning's own check
-        ("trainer.limit_train_batches=-1", "trainer: You have passed invalid value -1 for limit_train_batches"),
+        # Lightning's own checks, naming the key its message names.
+        ("trainer.max_steps=-3", "trainer.max_steps=-3 is not allowed: `max_steps` must be a non-negative integer"),
+        (
+            "trainer.limit_train_batches=-1",
+            "trainer.limit_train_batches=-1 is not allowed: You have passed invalid value -1 for limit_train_batches",
+        ),
+        ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 is not allowed: it must be >= 1"),
+        ("model.optimizer.weight_decay=-1", "model.optimizer.weight_decay=-1 is not allowed: it must be >= 0"),
+        ("model=mlp model.net.hidden=[abc]", r"model.net.hidden=\['abc'\] is not allowed: it must be a list of layer"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):

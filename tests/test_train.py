@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tqdm.auto import tqdm
 
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.models.classifier import DigitClassifier, load_classifier
@@ -147,6 +148,7 @@ def test_ctrl_c_while_testing_marks_the_run_interrupted(make_cfg, monkeypatch):
     finally:
         signal.signal(signal.SIGINT, sigint)
     assert json.loads((Path(cfg.output_dir) / "result.json").read_text())["status"] == "interrupted"
+    assert not list(tqdm._instances), "a progress bar was left open; tqdm would draw it again at exit"
 
 
 def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):

@@ -7,9 +7,13 @@ mapped here, in one place, and every argument is checked here against its annota
 
 from __future__ import annotations
 
+import collections.abc
 import copy
+import os
+import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union
 
 from hydra.errors import InstantiationException
@@ -44,8 +48,11 @@ TYPE_NAMES = {
     str: "a string",
     dict: "a mapping",
     list: "a list",
+    Path: "a path",
     type(None): "null",
 }
+# Annotations that name a kind of value by another type: os.PathLike is a path, a Sequence a list.
+KINDS = {os.PathLike: Path, collections.abc.Sequence: list, typing.Sequence: list, tuple: list}
 
 
 def _children(node: Any) -> list[Any]:
@@ -77,7 +84,9 @@ def _allowed(hint: Any) -> list[Any] | None:
         return None if None in parts else [a for part in parts for a in part]
     if typing.get_origin(hint) is Literal:
         return [repr(arg) for arg in typing.get_args(hint)]
-    return [hint] if hint in TYPE_NAMES else None
+    kind = typing.get_origin(hint) or hint
+    kind = KINDS.get(kind, kind)
+    return [kind] if kind in TYPE_NAMES else None
 
 
 def fits(value: Any, allowed: list[Any]) -> bool:
@@ -87,6 +96,8 @@ def fits(value: Any, allowed: list[Any]) -> bool:
         if isinstance(kind, str):  # a Literal's value
             if repr(value) == kind:
                 return True
+        elif kind is Path and isinstance(value, (str, Path)):
+            return True
         elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return True
         elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
@@ -132,6 +143,17 @@ def build(conf: Any, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         if isinstance(cause, REFUSALS):
-            where = conf._get_full_key(None) if isinstance(conf, DictConfig) else conf.get("_target_")
-            raise ConfigError(f"{where or 'config'}: {cause}") from None
+            raise ConfigError(_refusal(conf, cause)) from None
         raise
+
+
+def _refusal(conf: Any, cause: BaseException) -> str:
+    """A library's refusal of ``conf``, naming the one setting its message names (Lightning names its arguments)."""
+    where = conf._get_full_key(None) if isinstance(conf, DictConfig) else conf.get("_target_")
+    # "plugin" or "plugins": messages name one item of a list-valued argument too.
+    mentions = [key for key in conf if not str(key).startswith("_")]
+    named = [key for key in mentions if re.search(rf"\b{key.removesuffix('s')}s?\b", str(cause))]
+    if len(named) == 1:
+        key = named[0]
+        return f"{where}.{key}={conf[key]} is not allowed: {cause}" if where else f"{key}={conf[key]}: {cause}"
+    return f"{where or 'config'}: {cause}"

@@ -86,6 +86,8 @@ class MLP(nn.Sequential):
 
     def __init__(self, hidden: Sequence[int] = (10,), activation: str = "sigmoid", dropout: float = 0.0) -> None:
         check(activation in ACTIVATIONS, "model.net.activation", activation, f"choose one of {sorted(ACTIVATIONS)}")
+        sizes_ok = all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden)
+        check(sizes_ok, "model.net.hidden", list(hidden), "it must be a list of layer widths >= 1")
         _check_dropout(dropout)
         layers: list[nn.Module] = [nn.Flatten()]
         width = SIDE * SIDE

@@ -50,6 +50,12 @@ class ProgressBar(TQDMProgressBar):
             shown[key] = self.read[key][1]
         return shown
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning leaves a stopped stage's bar open, and tqdm draws it again when the process exits.
+        for bar in (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar):
+            if bar is not None:
+                bar.close()
+
 
 class WeightHistograms(Callback):
     """A histogram of every layer's weights and biases every ``every_n_epochs`` (0: never)."""
