@@ -164,3 +164,18 @@ def test_nvml_check_is_dropped_only_where_the_driver_is_missing(monkeypatch):
     monkeypatch.setattr(hardware.ctypes, "CDLL", missing)
     hardware.skip_nvml_check_without_driver()
     assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
+
+
+@pytest.mark.parametrize("gpus, expected", [(4, [[0], [1], [2], [3], [0], [1]]), (1, [1] * 6), (0, [1] * 6)])
+def test_side_by_side_jobs_spread_over_the_gpus(make_cfg, gpus, expected):
+    devices = []
+    for job in range(6):
+        cfg = make_cfg("trainer=gpu" if gpus else "trainer=cpu")
+        cfg.trainer.accelerator = "gpu" if gpus else "cpu"  # the fixture pins the CPU
+        hardware.gpu_for_job(cfg.trainer, job, gpus)
+        devices.append(cfg.trainer.devices)
+    assert devices == expected
+    cfg = make_cfg("trainer=gpu", "trainer.devices=2")
+    cfg.trainer.accelerator = "gpu"
+    hardware.gpu_for_job(cfg.trainer, 5, 4)
+    assert cfg.trainer.devices == 2  # a job that asks for several GPUs itself is left alone

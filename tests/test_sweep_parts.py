@@ -53,9 +53,10 @@ def test_swept_keys_must_exist_in_the_models_config():
 
 @pytest.mark.parametrize("model", ["cnn", "deep_cnn", "logreg", "mlp"])
 def test_each_models_search_space_names_only_keys_it_has(model):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    pytest.importorskip("optuna_integration", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
     cfg = multirun_config(f"model={model}", "sweep=optuna")
     assert "model.optimizer.lr" in cfg.hydra.sweeper.params
+    assert "trainer.max_epochs" not in cfg.hydra.sweeper.params  # the pruner's budget, not a knob
     assert ("model.net.dropout" in cfg.hydra.sweeper.params) == (model in ("cnn", "deep_cnn"))
     assert sweep_checks.missing_keys(cfg) == []
 

@@ -138,14 +138,24 @@ def _numbers(values: Sequence) -> list[float] | None:
         return None
 
 
-def objective_plot(params: dict[str, list], objective: Sequence, name: str, log_params: Iterable[str] = ()) -> Figure:
-    """The objective against each swept parameter, one panel each: the best run starred, failed runs
-    (objective None or NaN) as red crosses along the bottom. A log axis only for ``log_params``."""
+def objective_plot(
+    params: dict[str, list],
+    objective: Sequence,
+    name: str,
+    log_params: Iterable[str] = (),
+    pruned: Sequence[bool] = (),
+) -> Figure:
+    """The objective against each swept parameter, one panel each: the best run starred, ``pruned`` runs
+    hollow grey at the objective they reached, failed runs (objective None or NaN) as red crosses along
+    the bottom. A log axis only for ``log_params``."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    done = [y is not None and y == y for y in objective]
-    finished = [y for y, ok in zip(objective, done) if ok]
+    pruned = list(pruned) or [False] * len(objective)
+    reached = [y is not None and y == y for y in objective]
+    done = [ok and not p for ok, p in zip(reached, pruned)]
+    stopped = [ok and p for ok, p in zip(reached, pruned)]
+    finished = [y for y, ok in zip(objective, reached) if ok]
     best = max((i for i, ok in enumerate(done) if ok), key=lambda i: objective[i], default=None)
     low, high = (min(finished), max(finished)) if finished else (0.0, 0.0)
     floor = low - 0.1 * ((high - low) or 0.01)  # below every finished run
@@ -153,7 +163,15 @@ def objective_plot(params: dict[str, list], objective: Sequence, name: str, log_
     for ax, (param, values) in zip(axes[0], params.items()):
         numbers = _numbers(values)
         xs = numbers or [str(v) for v in values]
-        ax.scatter([x for x, ok in zip(xs, done) if ok], finished, label="finished")
+        ax.scatter([x for x, ok in zip(xs, done) if ok], [y for y, ok in zip(objective, done) if ok], label="finished")
+        if any(stopped):
+            ax.scatter(
+                [x for x, ok in zip(xs, stopped) if ok],
+                [y for y, ok in zip(objective, stopped) if ok],
+                facecolors="none",
+                edgecolors="grey",
+                label="pruned",
+            )
         if best is not None:
             ax.scatter(
                 [xs[best]],
@@ -165,10 +183,10 @@ def objective_plot(params: dict[str, list], objective: Sequence, name: str, log_
                 zorder=3,
                 label="best",
             )
-        if not all(done):
+        if not all(reached):
             ax.scatter(
-                [x for x, ok in zip(xs, done) if not ok],
-                [floor] * done.count(False),
+                [x for x, ok in zip(xs, reached) if not ok],
+                [floor] * reached.count(False),
                 marker="x",
                 color="red",
                 label="failed",

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 
 @lru_cache
@@ -47,3 +48,14 @@ def skip_nvml_check_without_driver() -> None:
             ctypes.CDLL("libnvidia-ml.so.1")
         except OSError:
             del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+
+
+def gpu_for_job(trainer: DictConfig, job_num: int, gpus: int) -> None:
+    """Side-by-side jobs on a machine with ``gpus`` GPUs: job k trains on GPU k mod gpus, not all on GPU 0.
+
+    Lightning's ``devices=[i]`` rather than CUDA_VISIBLE_DEVICES: joblib reuses its worker processes,
+    and in a worker that ran an earlier job CUDA has started already and no longer reads that variable.
+    """
+    single = trainer.get("devices", "auto") in (1, "auto")
+    if gpus > 1 and single and resolve_accelerator(str(trainer.get("accelerator", "auto"))) == "cuda":
+        trainer.devices = [job_num % gpus]

@@ -17,6 +17,11 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def parallel_job() -> bool:
+    """True in a job of launcher=local_parallel (joblib), which runs several jobs side by side on this machine."""
+    return in_sweep() and str(HydraConfig.get().launcher.get("_target_", "")).endswith("JoblibLauncher")
+
+
 def job_overrides() -> list[str]:
     """The command-line (or sweeper) overrides of this job; none outside Hydra."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []

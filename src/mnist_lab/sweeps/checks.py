@@ -10,8 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 # (config group, option) -> (the module it needs, the extra of pyproject.toml that installs it)
 EXTRAS = {
-    ("sweep", "optuna"): ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
-    ("hydra/sweeper", "optuna"): ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
+    ("sweep", "optuna"): ("optuna_integration", "optuna"),
+    ("hydra/sweeper", "optuna"): ("optuna_integration", "optuna"),
     ("launcher", "local_parallel"): ("hydra_plugins.hydra_joblib_launcher", "launchers"),
     ("launcher", "slurm"): ("hydra_plugins.hydra_submitit_launcher", "launchers"),
     ("launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher", "launchers"),

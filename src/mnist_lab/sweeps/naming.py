@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 
 # Overrides that do not change what a run learns, left out of its folder name.
-_NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug")
+# trial: the Optuna trial number, which a killed sweep's retry of the same parameters does not share.
+NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug", "trial")
 MAX_NAME = 150  # characters; longer folder names are cut and end in a hash of the whole
 SHOWN_DIGITS = 4  # significant digits of a float in a folder name
 
@@ -35,7 +36,7 @@ def run_dirname(overrides: list[str]) -> str:
     items = sorted(
         (key.lstrip("+~"), value)
         for key, _, value in (o.partition("=") for o in overrides)
-        if not key.lstrip("+~").startswith(_NOT_IN_NAME)
+        if not key.lstrip("+~").startswith(NOT_IN_NAME)
     )
     short = [key.rsplit(".", 1)[-1] for key, _ in items]
     labels = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]

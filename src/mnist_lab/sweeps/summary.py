@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 
 from mnist_lab import figures
 from mnist_lab.logs import get_logger
-from mnist_lab.training.run_folder import RESULT
+from mnist_lab.sweeps.naming import NOT_IN_NAME
+from mnist_lab.training.run_folder import DONE, RESULT
 
 log = get_logger(__name__)
 
@@ -67,7 +68,8 @@ def write_summary(
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     params = _swept_values(rows)
     if params:
-        plot = figures.objective_plot(params, [r.get(objective) for r in rows], objective, log_params)
+        pruned = [r["status"] == "pruned" for r in rows]
+        plot = figures.objective_plot(params, [r.get(objective) for r in rows], objective, log_params, pruned)
         figures.save(plot, sweep_dir / "summary.png")
     return rows
 
@@ -83,7 +85,10 @@ def spread(rows: list[dict], key: str) -> Optional[str]:
 
 def _swept_values(rows: list[dict]) -> dict[str, list[Any]]:
     """Parameter -> value per row, for the overrides that differ between runs."""
-    parsed = [dict(o.split("=", 1) for o in (r["overrides"] or []) if "=" in o) for r in rows]
+    parsed = [
+        dict(o.split("=", 1) for o in (r["overrides"] or []) if "=" in o and not o.startswith(NOT_IN_NAME))
+        for r in rows
+    ]
     keys = sorted({k for p in parsed for k in p})
     values = {k: [p.get(k) for p in parsed] for k in keys}
     return {k: v for k, v in values.items() if len(set(v)) > 1}
@@ -109,7 +114,10 @@ class SweepSummary(Callback):
                 f"Best run: {sweep_dir / best['run']}  {self.objective}={best[self.objective]:.4f}"
                 f"  test_acc={_cell(best['test_acc'])}"
             )
-        failed = [r for r in rows if r["status"] != "ok"]
+        pruned = sum(r["status"] == "pruned" for r in rows)
+        if pruned:
+            log.info(f"{pruned} of {len(rows)} runs pruned (stopped early by the sweep's pruner; not failures).")
+        failed = [r for r in rows if r["status"] not in DONE]
         if failed:
             raise SystemExit(
                 f"{len(failed)} of {len(rows)} runs failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed)

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from mnist_lab.training.run_folder import RESULTS
+from mnist_lab.training.run_folder import PRUNED_AT, RESULTS
 
 
 def _name(target: str) -> str:
@@ -53,7 +53,7 @@ def log_hparams(trainer: L.Trainer, params: dict[str, Any]) -> None:
         if isinstance(logger, TensorBoardLogger):
             logger.hparams.update(params)  # for its hparams.yaml
             writer = logger.experiment._get_file_writer()
-            for summary in hparams_summary(params, dict.fromkeys(RESULTS, 0.0)):
+            for summary in hparams_summary(params, dict.fromkeys((*RESULTS, PRUNED_AT), 0.0)):
                 writer.add_summary(summary)
         else:
             logger.log_hyperparams(params)

@@ -8,13 +8,15 @@ from typing import Any, Optional, Sequence
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import ConfigError
-from mnist_lab.hydra_job import in_sweep, job_overrides
+from mnist_lab.hardware import gpu_for_job
+from mnist_lab.hydra_job import in_sweep, job_overrides, parallel_job
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import DigitClassifier, read_checkpoint
 from mnist_lab.targets import build
@@ -86,6 +88,8 @@ def run(cfg: DictConfig) -> Optional[float]:
     resumed = bool(cfg.get("resume"))
     if resumed:
         cfg = load_run_config(cfg.resume)  # its output_dir is the resumed folder: Hydra runs there
+    if parallel_job():
+        gpu_for_job(cfg.trainer, HydraConfig.get().job.num, torch.cuda.device_count())
     run_dir, objective = Path(cfg.output_dir), cfg.get("optimized_metric")
     done = finished_result(run_dir)
     if done:
@@ -104,6 +108,9 @@ def run(cfg: DictConfig) -> Optional[float]:
         status = record.fail(err)
         if status == "interrupted":
             log.info(f"Interrupted. Continue with: python train.py resume={run_dir}")
+        elif status == "pruned":  # the sweeper reads it in result.json
+            log.info(f"Run {run_dir.name} pruned: {err}")
+            return math.nan
         elif in_sweep():
             log.error("Run %s failed: %s", run_dir.name, f"{type(err).__name__}: {err}")
             return math.nan

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -15,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_lab.errors import ConfigError
 
 RESULT = "result.json"
+PRUNED_AT = "pruned_at_epoch"  # what a pruned run logs (TensorBoard's HPARAMS tab shows it)
+DONE = ("ok", "pruned")  # statuses of a run that is not run again when its sweep is
 RESULTS = ("val_acc_best", "test_acc", "test_loss")  # what a finished run reports (and TensorBoard's HPARAMS tab shows)
 
 
@@ -24,13 +27,18 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """A run's result.json; empty where it has none (yet)."""
+    try:
+        return json.loads((Path(run_dir) / RESULT).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def finished_result(run_dir: Path) -> Optional[dict]:
     """The stored result of a run that completed, or None."""
-    try:
-        result = json.loads((Path(run_dir) / RESULT).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if result.get("status") == "ok" else None
+    result = read_result(run_dir)
+    return result if result.get("status") in DONE else None
 
 
 class RunRecord:
@@ -42,18 +50,12 @@ class RunRecord:
         now = time.strftime("%Y-%m-%d %H:%M:%S")
         self.record: dict[str, Any] = {"overrides": overrides, "status": "running", "started": now}
         if resumed:  # the record still says what the run is: its own overrides, and when it was continued
-            before = self._read()
+            before = read_result(self.path.parent)
             overrides = before.get("overrides") or OmegaConf.load(Path(run_dir) / ".hydra" / "overrides.yaml")
             self.record.update(overrides=list(overrides), started=before.get("started", now))
             self.record["resumed"] = [*before.get("resumed", []), now]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, self.record)
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
 
     def _write(self, status: str, **fields: Any) -> None:
         write_json(self.path, {**self.record, "status": status, "wall_s": time.perf_counter() - self.started, **fields})
@@ -62,13 +64,23 @@ class RunRecord:
         self._write("ok", **{key: metrics.get(key) for key in RESULTS}, epochs=epochs, checkpoint=checkpoint)
 
     def fail(self, err: BaseException) -> str:
-        """Record ``err`` (call inside its ``except``) and return the status: interrupted or failed."""
+        """Record ``err`` (call inside its ``except``) and return the status: interrupted, pruned or failed."""
+        if pruned(err):  # not an error: the sweep's pruner stopped a run that was not going to win
+            metrics = getattr(err, "metrics", {})
+            self._write("pruned", **{key: metrics.get(key) for key in RESULTS}, epochs=getattr(err, "epochs", None))
+            return "pruned"
         # Lightning turns Ctrl-C into SystemExit after its graceful shutdown.
         interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
         status = "interrupted" if interrupted else "failed"
         message = "stopped by Ctrl-C" if interrupted else f"{type(err).__name__}: {err}"
         self._write(status, error=message, traceback=traceback.format_exc())
         return status
+
+
+def pruned(err: BaseException) -> bool:
+    """Whether ``err`` is Optuna's word that the run's trial was pruned."""
+    optuna = sys.modules.get("optuna")  # only a run that loaded Optuna can be pruned
+    return optuna is not None and isinstance(err, optuna.TrialPruned)
 
 
 def load_run_config(run_dir: str | Path) -> DictConfig:

@@ -1,0 +1,197 @@
+"""sweep=optuna: the project's sweeper on current Optuna, with pruning, a stored study, and several processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+
+from mnist_lab.errors import ConfigError  # noqa: E402
+from mnist_lab.sweeps.study import distribution  # noqa: E402
+from mnist_lab.testing import run_script, start_script  # noqa: E402
+
+TINY = [
+    "sweep=optuna",
+    "model=logreg",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=1",
+    "callbacks.weight_histograms.every_n_epochs=0",
+    "callbacks.progress_bar.refresh_rate=0",
+    "callbacks.model_summary.max_depth=0",
+]
+
+
+def study(storage: Path, name: str = "logreg") -> optuna.Study:
+    journal = optuna.storages.journal.JournalFileBackend(str(storage))
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(journal))
+
+
+def results(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/result.json"))]
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    assert distribution("lr", "tag(log, interval(1e-4, 1e-2))") == optuna.distributions.FloatDistribution(
+        1e-4, 1e-2, log=True
+    )
+    assert distribution("p", "interval(0.0, 0.7)") == optuna.distributions.FloatDistribution(0.0, 0.7)
+    assert distribution("n", "range(1, 4)") == optuna.distributions.IntDistribution(1, 3)
+    assert distribution("w", "choice(0.5, 1.0)") == optuna.distributions.CategoricalDistribution([0.5, 1.0])
+    assert distribution("a", "choice(relu, gelu)").choices == ("relu", "gelu")
+    assert distribution("x", "3") is None  # a fixed value
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.params.lr=interval\(0.1 is not allowed"):
+        distribution("lr", "interval(0.1")
+    with pytest.raises(ConfigError, match="0 < low < high for log"):
+        distribution("lr", "tag(log, interval(0, 1))")
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_a_pruned_sweep_records_pruned_runs_and_draws_the_study(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        *TINY,
+        "hydra.sweeper.n_trials=8",
+        "hydra.sweeper.pruner.n_startup_trials=2",
+        "trainer.max_epochs=3",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]  # pruning is no error
+    runs = results(sweep_dir)
+    pruned = [r for r in runs if r["status"] == "pruned"]
+    assert len(runs) == 8 and pruned and all(r["status"] in ("ok", "pruned") for r in runs)
+    assert all(r["epochs"] < 3 and r["val_acc_best"] > 0 and r["test_acc"] is None for r in pruned)
+    trials = study(sweep_dir / "optuna.journal").trials
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 8 - len(pruned)
+    assert all(len(t.intermediate_values) == 3 for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert "max_epochs" not in " ".join(trials[0].params)  # epochs are the pruner's budget, not searched
+    table = (sweep_dir / "summary.md").read_text()
+    assert table.count("| pruned |") == len(pruned)
+    assert f"{len(pruned)} of 8 runs pruned" in result.stdout
+    for name in ("optuna_history", "optuna_intermediate_values", "optuna_importances", "summary"):
+        assert (sweep_dir / f"{name}.png").stat().st_size > 10_000, name
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert "best_params:" in best and "model.optimizer.lr" in best and f"pruned: {len(pruned)}" in best
+
+
+def _wait_for_results(sweep_dir: Path, count: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(r["status"] == "ok" for r in results(sweep_dir)) < count:
+        assert time.monotonic() < deadline, "the sweep did not get that far"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_a_killed_study_continues_to_n_trials_and_leaves_nothing_running(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY, "hydra.sweeper.n_trials=5", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep_dir}"]
+    first = start_script("train.py", *args, cwd=tmp_path)
+    _wait_for_results(sweep_dir, 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = study(sweep_dir / "optuna.journal").trials
+    running = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(running) == 1  # the trial whose run was killed
+
+    again = run_script("train.py", *args, cwd=tmp_path, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "left running by a killed sweep asked again" in again.stdout
+    after = study(sweep_dir / "optuna.journal").trials
+    assert not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]
+    killed = after[running[0].number]
+    assert killed.state == optuna.trial.TrialState.FAIL and killed.user_attrs["uncounted"] == "killed"
+    counted = [t for t in after if "uncounted" not in t.user_attrs]
+    assert len(counted) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
+    assert any(t.params == killed.params for t in counted)  # retried with its parameters
+    assert again.stdout.count("it finished before") == 0  # finished trials are not asked again
+    assert len(results(sweep_dir)) == 5 and all(r["status"] == "ok" for r in results(sweep_dir))
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_two_sweep_processes_share_one_study_without_duplicates(tmp_path: Path):
+    storage = tmp_path / "shared" / "study.journal"
+    shared = [*TINY, "hydra.sweeper.n_trials=6", "trainer.max_epochs=1", f"hydra.sweeper.storage={storage}"]
+    sweeps = [start_script("train.py", *shared, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path) for name in "ab"]
+    assert [p.wait(timeout=900) for p in sweeps] == [0, 0]
+    trials = [t for t in study(storage).trials if "uncounted" not in t.user_attrs]
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.params["model.optimizer.lr"] for t in trials}) == 6  # no duplicate
+    owners = {t.user_attrs["sweeper"] for t in trials}
+    assert len(owners) == 2  # both processes ran trials
+    assert len(results(tmp_path / "a")) + len(results(tmp_path / "b")) == 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_bad_sweep_settings_stop_before_any_run_in_one_line(tmp_path: Path):
+    base = [*TINY, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1"]
+    cases = {
+        "hydra.sweeper.sampler._target_=optuna.samplers.Nope": "hydra.sweeper.sampler._target_=optuna.samplers.Nope",
+        "hydra.sweeper.pruner._target_=optuna.pruners.Nope": "hydra.sweeper.pruner._target_=optuna.pruners.Nope",
+        "hydra.sweeper.params={model.optimizer.lr: 'interval(0.1'}": "hydra.sweeper.params.model.optimizer.lr",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/file/x.db": "cannot be opened",
+    }
+    (tmp_path / "file").write_text("a file where the storage wants a folder")
+    for override, message in cases.items():
+        sweep_dir = tmp_path / f"sweep{len(list(tmp_path.iterdir()))}"
+        result = run_script("train.py", *base, override, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+        assert result.returncode == 1 and "error: " in result.stderr and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not results(sweep_dir)
+
+    # The same study with another search space.
+    sweep_dir = tmp_path / "space"
+    first = run_script("train.py", *base, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = "hydra.sweeper.params={model.optimizer.lr: 'interval(0.1, 0.2)'}"
+    second = run_script("train.py", *base, other, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert second.returncode == 1 and "error: study 'logreg' in this storage searches another space" in second.stderr
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_optuna_dashboard_lists_the_study_and_its_trials(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    done = run_script("train.py", *TINY, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    port = _free_port()
+    command = [Path(sys.executable).parent / "optuna-dashboard", sweep_dir / "optuna.journal"]
+    dashboard = subprocess.Popen(
+        [*map(str, command), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    studies = json.load(response)["study_summaries"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and dashboard.poll() is None, "the dashboard did not start"
+                time.sleep(0.5)
+        assert [s["study_name"] for s in studies] == ["logreg"]
+        url = f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert len(json.load(response)["trials"]) == 2
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
