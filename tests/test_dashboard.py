@@ -55,7 +55,8 @@ def test_scalars_hold_every_curve_and_the_final_results(run):
 def test_hparams_tab_lists_the_settings_beside_the_results(run):
     plugin = run["events"].PluginTagToContent("hparams")
     experiment = HParamsPluginData.FromString(plugin["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} == {"val_acc_best", "test_acc", "test_loss"}
+    # pruned_at_epoch: what a run of sweep=optuna that was pruned logs instead of test results.
+    assert {m.name.tag for m in experiment.metric_infos} == {"val_acc_best", "test_acc", "test_loss", "pruned_at_epoch"}
     session = HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
     assert (
         session.hparams["model"].string_value == "CNN"

@@ -77,6 +77,8 @@ def _check_run_keys(cfg: DictConfig) -> None:
     for key in ("resume", "ckpt_path"):
         value = cfg.get(key)
         check(fits(value, [str, type(None)]), key, value, "it must be a path or null")
+    trial = cfg.get("trial")
+    check(trial is None or (fits(trial, [int]) and trial >= 0), "trial", trial, "it must be a trial number or null")
     for key in ("output_dir", "task_name"):
         check(fits(cfg.get(key), [str]), key, cfg.get(key), "it must be a string")
 
