@@ -53,6 +53,8 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions():
         distribution("lr", "interval(0.1")
     with pytest.raises(ConfigError, match="0 < low < high for log"):
         distribution("lr", "tag(log, interval(0, 1))")
+    with pytest.raises(ConfigError, match=r"interval\(2, 1\) is not allowed: it needs low < high"):
+        distribution("p", "interval(2, 1)")
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py

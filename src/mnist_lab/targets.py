@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_lab.errors import ConfigError, UserError, check
 
@@ -72,6 +72,8 @@ def _targets(node: Any) -> list[Any]:
 def current_targets(conf: Any) -> Any:
     """A copy of ``conf`` in which every moved ``_target_``, at any depth, names where it lives now."""
     conf = copy.deepcopy(conf)
+    if isinstance(conf, (DictConfig, ListConfig)):
+        OmegaConf.set_readonly(conf, False)  # a copy of a read-only config (Hydra's own) is ours to change
     for node in _targets(conf):
         node["_target_"] = MOVED.get(node["_target_"], node["_target_"])
     return conf

@@ -7,7 +7,7 @@ when a sweep uses it (``mnist_lab.sweeps.study``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 class OptunaSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
-        self.settings = settings  # sampler, pruner, storage, study_name, direction, n_trials, n_jobs, params
+        pass  # the settings are read from hydra.sweeper in sweep(): the runs read them there too
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -51,21 +51,15 @@ class OptunaSweeper(Sweeper):
         )
         job_idx = 0
         while (todo := min(sweeper.n_jobs, sweeper.n_trials - studies.counted(study))) > 0:
-            trials = [
-                t for t in (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo)) if t
-            ]
+            asked = (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo))
+            trials = [trial for trial in asked if trial]  # None: the study already holds n_trials
             if not trials:
                 break
             jobs = self.launcher.launch([studies.overrides(t, fixed) for t in trials], initial_job_idx=job_idx)
             job_idx += len(jobs)
             for trial, job in zip(trials, jobs):
                 studies.tell(study, trial, job)
-        self._write_results(study, Path(self.config.hydra.sweep.dir))
-
-    def _write_results(self, study: Any, sweep_dir: Path) -> Optional[Path]:
-        from mnist_lab.sweeps import study as studies
-
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(studies.results(study)), sweep_dir / "optimization_results.yaml")
         studies.write_plots(study, sweep_dir)
-        return sweep_dir

@@ -7,7 +7,6 @@ from typing import Optional
 import lightning as L
 import optuna
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mnist_lab.errors import ConfigError
@@ -25,8 +24,7 @@ class TrialPruning(PyTorchLightningPruningCallback):
     def __init__(self, trial: Optional[int], monitor: str = "val_acc") -> None:
         if trial is None or not HydraConfig.initialized():
             raise ConfigError("trial=None is not allowed: sweep=optuna gives each of its runs a trial number")
-        sweeper = OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)
-        study = open_study(OmegaConf.create(sweeper))
+        study = open_study(HydraConfig.get().sweeper)
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial)
         super().__init__(optuna.Trial(study, trial_id), monitor)
 

@@ -39,10 +39,11 @@ def distribution(key: str, text: str) -> Optional[BaseDistribution]:
         raise ConfigError(f"hydra.sweeper.params.{key}={text} is not allowed: {err}") from None
     value = override.value()
     if isinstance(value, IntervalSweep):
-        low, high = value.start, value.end
-        if not low < high or ("log" in value.tags and low <= 0):
-            raise ConfigError(f"hydra.sweeper.params.{key}={text} is not allowed: it needs 0 < low < high for log")
-        return FloatDistribution(low, high, log="log" in value.tags)
+        log = "log" in value.tags
+        if value.start >= value.end or (log and value.start <= 0):
+            needs = "0 < low < high for log" if log else "low < high"
+            raise ConfigError(f"hydra.sweeper.params.{key}={text} is not allowed: it needs {needs}")
+        return FloatDistribution(value.start, value.end, log=log)
     if isinstance(value, RangeSweep) and all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
         return IntDistribution(value.start, value.stop - value.step, step=value.step)
     if isinstance(value, (ChoiceSweep, RangeSweep)):
@@ -125,11 +126,11 @@ def _dead(owner: str) -> bool:
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # it exists, under another user
+        pass
     return False
 
 
