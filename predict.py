@@ -1,11 +1,14 @@
 """Recognise your own digits: ``python predict.py ckpt_path=<file.ckpt> inputs=[a.png,folder/]``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from mnist_lab.hydra_job import friendly_errors
 from mnist_lab.inference.prediction import predict
 from mnist_lab.resolvers import register_resolvers
+from mnist_lab.sweeps.checks import require_extras
 
 register_resolvers()
 
@@ -18,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    require_extras(sys.argv[1:])
     main()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from mnist_lab.data.mnist import SHIPPED_DIR
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
 from mnist_lab.resolvers import register_resolvers
 from mnist_lab.testing import compose_config, run_script
 
@@ -40,6 +40,11 @@ def mnist_copy(tmp_path: Path) -> Path:
     for gz in SHIPPED_DIR.glob("*.gz"):
         (folder / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
     return folder
+
+
+@pytest.fixture(scope="session")
+def mnist() -> dict[str, torch.Tensor]:
+    return load_mnist(SHIPPED_DIR, download=False)
 
 
 @pytest.fixture(scope="session")

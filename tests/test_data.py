@@ -6,17 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lab.data.augment import random_distortion
+from mnist_lab.data.augment import random_distortion, warp
 from mnist_lab.data.batching import IndexBatchSampler
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.data.kaggle_csv import read_digit_csv
 from mnist_lab.data.mnist import FILES, SHIPPED_DIR, load_mnist, read_idx
 from mnist_lab.errors import ConfigError, DataError
-
-
-@pytest.fixture(scope="module")
-def mnist() -> dict[str, torch.Tensor]:
-    return load_mnist(SHIPPED_DIR, download=False)
 
 
 def test_shipped_files_are_the_official_mnist(mnist):
@@ -87,9 +82,21 @@ def test_augmentation_only_while_training():
     assert torch.equal(evaluated, plain)
 
 
-def test_random_distortion_without_motion_is_the_identity():
+def test_a_warp_without_motion_is_the_identity():
     x = torch.rand(4, 1, 28, 28)
-    assert torch.allclose(random_distortion(x, degrees=0, translate=0, scale=0, elastic=0), x, atol=1e-5)
+    assert torch.allclose(warp(x, degrees=0, translate=0, scale=0, elastic=0), x, atol=1e-5)
+
+
+def test_soft_augmentation_blurs_its_share_of_the_images(mnist):
+    x = mnist["test_x"][:400, None].float() / 255
+    soft = random_distortion(x, soft=0.5)
+    changed = (soft - x).abs().flatten(1).amax(1) > 0.05
+    assert 140 < int(changed.sum()) < 260 and torch.equal(soft[~changed], x[~changed])
+    edges = lambda im: (im[..., 1:] - im[..., :-1]).abs().sum()  # noqa: E731 - sharp strokes have strong edges
+    assert edges(soft[changed]) < 0.8 * edges(x[changed])  # detail lost
+    assert 0 <= float(soft.min()) and float(soft.max()) <= 1
+    with pytest.raises(ConfigError, match=r"data.augment.soft=1.5 is not allowed"):
+        MNISTDataModule(augment={"soft": 1.5})
 
 
 def test_elastic_warp_moves_pixels_by_at_most_its_size():

@@ -9,16 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
+from mnist_lab.inference.backends import Network
 from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
+from mnist_lab.models.classifier import load_classifier
 from mnist_lab.testing import run_script
 from mnist_lab.testing.drawings import write_drawings
 from mnist_lab.testing.photos import PAGE, photo, write_photos
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist(SHIPPED_DIR, download=False)
+from mnist_lab.testing.soft import soft_page
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
@@ -139,7 +136,7 @@ def test_predict_recognises_photos_and_drawings_and_reports_bad_inputs(trained_r
     assert all("no digit found" in lines[str(page)] for page in blank_pages)
     assert lines[str(white_on_black)].startswith(str(int(mnist["test_y"][1])))
     assert "top 3" in lines[str(files[0][0])]
-    assert "not a readable image" in lines[str(bad / "notes.png")]
+    assert "not an image" in lines[str(bad / "notes.png")]
     assert "blank" in lines[str(bad / "blank.png")]
     assert "too large" in lines[str(bad / "huge.png")]
     assert "folder holds no images" in lines[str(tmp_path / "empty")]
@@ -194,3 +191,11 @@ def test_train_refuses_a_file_that_is_not_a_checkpoint_in_one_line(tmp_path: Pat
         "it is not a file torch.save wrote (KeyError)"
     )
     assert json.loads(next((tmp_path / "outputs" / "runs").glob("*/result.json")).read_text())["status"] == "failed"
+
+
+def test_soft_blurry_digits_keep_their_strokes(trained_run, mnist):
+    network = Network(load_classifier(trained_run["ckpt"]))
+    rng = np.random.default_rng(0)
+    pages = [np.asarray(soft_page(digit, 8, rng)) for digit in mnist["test_x"][:100]]  # shrunk to 8 px: the blurriest
+    seen = torch.stack([to_mnist(page) for page in pages])
+    assert (network.probabilities(seen).argmax(-1) == mnist["test_y"][:100]).sum() >= 87  # 83 when a threshold cut them

@@ -24,7 +24,17 @@ class CheckpointError(UserError):
 
 
 class InputError(UserError):
-    """One input of predict.py cannot be predicted; the others still are."""
+    """One input of predict.py or serve.py cannot be read (blank, unreadable); the others still are."""
+
+    status = 400  # serve.py's HTTP status for it
+
+
+class NotAnImage(InputError):
+    status = 415
+
+
+class ImageTooLarge(InputError):
+    status = 413
 
 
 def check(ok: bool, key: str, value: object, allowed: str) -> None:

@@ -51,6 +51,8 @@ class MNISTDataModule(L.LightningDataModule):
             dict(augment or {}),
             f"unknown keys {sorted(unknown)}; it takes {sorted(AUGMENT_KEYS)}",
         )
+        soft = (augment or {}).get("soft", 0)
+        check(isinstance(soft, (int, float)) and 0 <= soft <= 1, "data.augment.soft", soft, "it must be in [0, 1]")
         check(
             resident_on_device in (True, False, "auto"),
             "data.resident_on_device",

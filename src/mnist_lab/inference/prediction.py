@@ -12,11 +12,11 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from mnist_lab.data.kaggle_csv import read_digit_csv, write_submission
-from mnist_lab.data.mnist import CLASSES, SHIPPED_DIR, load_mnist, to_unit
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
 from mnist_lab.errors import ConfigError, InputError, require
-from mnist_lab.inference.preprocess import open_image, to_mnist
+from mnist_lab.inference.backends import Network, load_network
+from mnist_lab.inference.reading import read_digit
 from mnist_lab.logs import get_logger
-from mnist_lab.models.classifier import DigitClassifier, load_classifier
 from mnist_lab.training.hparams import trained_with
 
 log = get_logger(__name__)
@@ -44,16 +44,6 @@ def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Option
     return rows
 
 
-@torch.no_grad()
-def classify(model: DigitClassifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Probabilities (N, 10) for images (N, 28, 28) in [0, 1]."""
-    return (
-        torch.cat([model(chunk[:, None]).float().softmax(-1) for chunk in images.split(batch_size)])
-        if len(images)
-        else torch.empty(0, CLASSES)
-    )
-
-
 def _row(name: str, probs: torch.Tensor) -> Row:
     return {"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4)}
 
@@ -64,7 +54,7 @@ def top3(probs: torch.Tensor) -> str:
 
 
 def predict_files(
-    model: DigitClassifier, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]
+    network: Network, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]
 ) -> tuple[list[Row], int]:
     """One line per image file; the 28x28 each became is saved in ``save_dir`` if given. Returns rows and failures."""
     rows, failures = [], 0
@@ -72,21 +62,20 @@ def predict_files(
         try:
             if error:
                 raise InputError(error)
-            x = to_mnist(open_image(file, max_pixels))
+            reading = read_digit(network, file, max_pixels)
         except InputError as err:
             log.info(f"{name}: error: {err}")
             failures += 1
             continue
-        probs = classify(model, x[None])[0]
-        rows.append(_row(name, probs))
-        log.info(f"{name}: {rows[-1]['digit']}   (top 3  {top3(probs)})")
+        rows.append(_row(name, reading.probabilities))
+        log.info(f"{name}: {reading.digit}   (top 3  {top3(reading.probabilities)})")
         if save_dir:
             save_dir.mkdir(exist_ok=True)
-            save_image(x, save_dir / f"{len(rows):04d}_{Path(name).stem}.png")
+            save_image(reading.seen, save_dir / f"{len(rows):04d}_{Path(name).stem}.png")
     return rows, failures
 
 
-def predict_test_images(model: DigitClassifier, indices: list[int], data_dir: Path, out: Path) -> tuple[list[Row], int]:
+def predict_test_images(network: Network, indices: list[int], data_dir: Path, out: Path) -> tuple[list[Row], int]:
     """MNIST test images by index, each with its true label and saved, enlarged, in ``out``."""
     test = load_mnist(data_dir)
     rows, failures = [], 0
@@ -96,7 +85,7 @@ def predict_test_images(model: DigitClassifier, indices: list[int], data_dir: Pa
             failures += 1
             continue
         x = to_unit(test["test_x"][i])
-        probs = classify(model, x[None])[0]
+        probs = network.probabilities(x[None])[0]
         image = out / f"test_{i}.png"
         save_image(F.interpolate(x[None, None], scale_factor=SHOWN_SCALE), image)
         log.info(
@@ -107,9 +96,9 @@ def predict_test_images(model: DigitClassifier, indices: list[int], data_dir: Pa
     return rows, failures
 
 
-def predict_kaggle_csv(model: DigitClassifier, path: Path, out: Path) -> None:
+def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
     images, _ = read_digit_csv(path)
-    labels = classify(model, to_unit(images)).argmax(-1)
+    labels = network.probabilities(to_unit(images)).argmax(-1)
     write_submission(labels, out / "submission.csv")
     log.info(f"{path}: {len(labels)} digits -> {out / 'submission.csv'}")
 
@@ -129,17 +118,18 @@ def predict(cfg: DictConfig) -> int:
     )
     if not (cfg.inputs or cfg.test_index is not None or cfg.kaggle_csv):
         raise ConfigError("nothing to predict: give inputs=[a.png,folder/], test_index=N or kaggle_csv=test.csv")
-    model = load_classifier(path)
-    log.info(trained_with(model.run_config))
+    network = load_network(path, cfg.backend, cfg.onnx_path)
+    log.info(trained_with(network.model.run_config))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows, failures = predict_files(model, cfg.inputs or [], cfg.max_pixels, out / "inputs" if cfg.save_inputs else None)
+    saved = out / "inputs" if cfg.save_inputs else None
+    rows, failures = predict_files(network, cfg.inputs or [], cfg.max_pixels, saved)
     if cfg.test_index is not None:
         indices = [cfg.test_index] if isinstance(cfg.test_index, int) else list(cfg.test_index)
-        more, failed = predict_test_images(model, indices, Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR, out)
+        more, failed = predict_test_images(network, indices, Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR, out)
         rows, failures = rows + more, failures + failed
     if cfg.kaggle_csv:
-        predict_kaggle_csv(model, Path(cfg.kaggle_csv), out)
+        predict_kaggle_csv(network, Path(cfg.kaggle_csv), out)
     if cfg.save_csv and rows:
         write_predictions(rows, out / "predictions.csv")
     if failures:

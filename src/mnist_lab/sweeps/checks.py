@@ -19,6 +19,7 @@ EXTRAS = {
     ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher", "launchers"),
     ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher", "launchers"),
     ("logger", "mlflow"): ("mlflow", "mlflow"),
+    ("backend", "onnx"): ("onnxruntime", "onnx"),  # predict.py and serve.py
 }
 
 
@@ -31,10 +32,15 @@ def require_extras(args: Iterable[str]) -> None:
     for arg in args:
         group, _, option = arg.partition("=")
         module, extra = EXTRAS.get((group.lstrip("+"), option), (None, None))
-        if module and importlib.util.find_spec(module) is None:
-            raise SystemExit(
-                f'error: {arg} needs the "{extra}" extra, which is not installed: pip install -e ".[{extra}]"'
-            )
+        if module:
+            require_extra(module, extra, arg)
+
+
+def require_extra(module: str, extra: str, needed_by: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise SystemExit(
+            f'error: {needed_by} needs the "{extra}" extra, which is not installed: pip install -e ".[{extra}]"'
+        )
 
 
 def _swept_keys(config: DictConfig) -> list[str]:

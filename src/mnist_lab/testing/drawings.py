@@ -45,3 +45,24 @@ def write_drawings(images: torch.Tensor, labels: torch.Tensor, folder: Path, see
         (img.convert("RGB") if i % 5 == 0 else img).save(path)
         out.append((path, int(label)))
     return out
+
+
+CANVAS = 280  # px: the page's drawing canvas (serve.py)
+
+
+def write_canvas_drawings(
+    images: torch.Tensor, labels: torch.Tensor, folder: Path, seed: int = 0
+) -> list[tuple[Path, int]]:
+    """Digits as drawn on the page's canvas: black strokes 8-40 px wide on white, as PNG."""
+    gen = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, (digit, label) in enumerate(zip(images, labels)):
+        size = int(torch.randint(150, 260, (1,), generator=gen))
+        # pens 12-40 px wide, at most a sixth of the digit's height: wider ones fill a small digit's loops
+        stroke = int(torch.randint(-size // 100, size // 30 + 1, (1,), generator=gen))
+        offset = tuple(int(v) for v in torch.randint(0, CANVAS - size + 1, (2,), generator=gen))
+        path = folder / f"{i:04d}_label{int(label)}.png"
+        render(digit, size, stroke, (CANVAS, CANVAS), offset).save(path)
+        out.append((path, int(label)))
+    return out

@@ -1,4 +1,4 @@
-"""Phone-photo-like pictures of MNIST test digits, for tests and bench/predict_photos.py: ink (black or
+"""Phone-photo-like pictures of MNIST test digits, for tests and bench/reading.py: ink (black or
 blue) on grey paper, under a lighting gradient and 0-2 soft shadows, blurred, noisy, saved as JPEG,
 some stored sideways with an EXIF orientation tag, as phones do."""
 

@@ -1,0 +1,69 @@
+"""How often predict.py's preprocessing reads user digits right: photos, drawings, the page's canvas, soft scans.
+
+    python bench/reading.py ckpt_path=<file.ckpt> [n=1000] [save=sheet.png]
+
+Renders MNIST test digits the network never trained on as phone photos (mnist_lab/testing/photos.py), drawings
+and canvas drawings (drawings.py), and soft, blurry scans shrunk to 8, 10, 12 and 28 px (soft.py: digits 0-299),
+prepares each as predict.py does, and classifies them. ``save`` writes the 28x28 inputs of the first 12 of each
+set, as the network saw them, to a PNG, one row a set.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
+from mnist_lab.inference.backends import Network
+from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
+from mnist_lab.models.classifier import load_classifier
+from mnist_lab.testing.drawings import write_canvas_drawings, write_drawings
+from mnist_lab.testing.photos import write_photos
+from mnist_lab.testing.soft import write_soft
+
+SOFT_DIGITS = 300  # the issue's experiment: test digits 0-299
+SOFT_SIDES = (8, 10, 12, 28)
+SHOWN = 12
+
+
+def accuracy(network: Network, files: list[tuple[Path, int]]) -> tuple[float, int, torch.Tensor]:
+    """Share predicted right (an input with no digit found counts as wrong), how many had none, the inputs."""
+    inputs, labels, missing = [], [], 0
+    for path, label in files:
+        try:
+            inputs.append(to_mnist(open_image(path, 40_000_000)))
+            labels.append(label)
+        except InputError:
+            missing += 1
+    x = torch.stack(inputs)
+    hits = int((network.probabilities(x).argmax(-1) == torch.tensor(labels)).sum())
+    return hits / len(files), missing, x
+
+
+def main() -> None:
+    args = dict(arg.split("=", 1) for arg in sys.argv[1:])
+    network, n = Network(load_classifier(args["ckpt_path"])), int(args.get("n", 1000))
+    test = load_mnist(SHIPPED_DIR, download=False)
+    sets = {"photos": (write_photos, n), "drawings": (write_drawings, n), "canvas": (write_canvas_drawings, n)}
+    sets |= {f"soft s={s}": (partial(write_soft, side=s), SOFT_DIGITS) for s in SOFT_SIDES}
+    shown = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, (write, count)) in enumerate(sets.items()):
+            files = write(test["test_x"][:count], test["test_y"][:count], folder=Path(tmp) / str(i))
+            start = time.perf_counter()
+            acc, missing, x = accuracy(network, files)
+            ms = 1000 * (time.perf_counter() - start) / count
+            print(f"{name:<10} {count:>5} images: {100 * acc:5.1f} % right, {missing} no digit, {ms:.0f} ms an image")
+            shown.append(x[:SHOWN])
+    if "save" in args:
+        save_image(torch.cat(shown)[:, None], args["save"], nrow=SHOWN, padding=2, pad_value=0.5)
+
+
+if __name__ == "__main__":
+    main()
