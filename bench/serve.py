@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
 from mnist_lab.inference.backends import load_network
 from mnist_lab.inference.reading import read_digit, use_threads
-from mnist_lab.testing import start_script
+from mnist_lab.testing import start_server
 from mnist_lab.testing.drawings import write_canvas_drawings
 
 BOUNDARY = "mnistlabbench"
@@ -51,21 +50,6 @@ def in_process_rate(ckpt_path: str, backend: str, image: bytes, n: int) -> float
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda _: read_digit(network, image, MAX_PIXELS), range(n)))
     return n / (time.perf_counter() - start)
-
-
-def start_server(ckpt_path: str, backend: str) -> tuple[subprocess.Popen, str, int]:
-    server = start_script(
-        "serve.py",
-        f"ckpt_path={ckpt_path}",
-        f"backend={backend}",
-        "port=0",
-        cwd=Path(tempfile.mkdtemp()),
-        stdout=subprocess.PIPE,
-    )
-    for line in server.stdout:
-        if match := re.search(r"at http://([\d.]+):(\d+)", line):
-            return server, match.group(1), int(match.group(2))
-    raise SystemExit("serve.py did not start: " + (server.stderr.read() if server.stderr else ""))
 
 
 def multipart(image: bytes) -> bytes:
@@ -117,7 +101,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for backend in args.get("backends", "torch,onnx").split(","):
         limit = in_process_rate(ckpt_path, backend, image, min(requests, 1000))
-        server, host, port = start_server(ckpt_path, backend)
+        server, url = start_server(f"ckpt_path={ckpt_path}", f"backend={backend}", cwd=Path(tempfile.mkdtemp()))
+        host, port = urlsplit(url).hostname, urlsplit(url).port
         try:
             load(host, port, body, 50, 4)  # warm-up
             for clients in map(int, args.get("clients", "1,16").split(",")):

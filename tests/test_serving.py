@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from PIL import Image
 from mnist_lab.errors import InputError
 from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.inference.reading import read_digit
-from mnist_lab.testing import run_script, start_script
+from mnist_lab.testing import run_script, start_server
 from mnist_lab.testing.drawings import write_canvas_drawings
 from mnist_lab.testing.photos import write_photos
 
@@ -195,15 +194,8 @@ def test_predict_and_serve_run_on_onnxruntime(onnx_export, trained_run, drawings
 @pytest.fixture
 def server(trained_run, tmp_path: Path):
     """serve.py on a free port of 127.0.0.1 (port=0), as a user starts it; its address from its first lines."""
-    process = start_script(
-        "serve.py", f"ckpt_path={trained_run['ckpt']}", "port=0", cwd=tmp_path, stdout=subprocess.PIPE
-    )
-    url = None
-    for line in process.stdout:
-        if match := re.search(r"at (http://127\.0\.0\.1:\d+)", line):
-            url = match.group(1)
-            break
-    assert url, "serve.py did not say where it serves"
+    process, url = start_server(f"ckpt_path={trained_run['ckpt']}", cwd=tmp_path)
+    assert url.startswith("http://127.0.0.1:")  # the default host
     yield url
     process.terminate()
     process.wait(timeout=20)

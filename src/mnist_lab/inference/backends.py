@@ -70,7 +70,8 @@ class OnnxNetwork(Network):
                 onnx if isinstance(onnx, bytes) else str(onnx), options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own classes for a bad file
-            raise CheckpointError(f"onnx_path={onnx}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
+            what = "the checkpoint's export" if isinstance(onnx, bytes) else f"onnx_path={onnx}"
+            raise CheckpointError(f"{what}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if not len(images):
@@ -92,5 +93,7 @@ def load_network(ckpt_path: str | Path, backend: str = "torch", onnx_path: Optio
     if onnx_path is None:
         buffer = io.BytesIO()
         export_onnx(model, buffer)
-        return OnnxNetwork(model, buffer.getvalue(), threads=torch.get_num_threads())
-    return OnnxNetwork(model, Path(onnx_path), threads=torch.get_num_threads())
+        onnx: bytes | Path = buffer.getvalue()
+    else:
+        onnx = Path(onnx_path)
+    return OnnxNetwork(model, onnx, threads=torch.get_num_threads())

@@ -37,6 +37,7 @@ DIGIT_BOX = 20  # px: MNIST digits were scaled to fit 20x20, then centred by mas
 STROKE_WIDTH = 2  # px: MNIST's strokes in that box
 STROKE_LEVEL = 0.3  # ink above this counts as stroke when measuring a pen line's width
 STROKE_LENGTH = 2.5  # a digit's strokes, laid end to end, are about this many times its height
+NO_DIGIT = "no digit found: the image is blank or has almost no contrast"
 
 
 def open_image(source: Path | bytes, max_pixels: int) -> np.ndarray:
@@ -128,7 +129,7 @@ def digit_strokes(ink: np.ndarray) -> np.ndarray:
     """The digit cut out of an ink map: its bounding box, grey levels kept, other marks and noise zeroed."""
     level, mask = cv2.threshold((ink * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if not mask.any() or ink[mask > 0].mean() < MIN_INK:
-        raise InputError("no digit found: the image is blank or has almost no contrast")
+        raise InputError(NO_DIGIT)
     parts, (left, top, right, bottom) = digit_parts(mask)
     # The threshold cuts a soft or blurred stroke in half: keep the ink around the parts too, above the
     # paper's own faint ink (its texture and noise, measured away from the digit).
@@ -139,7 +140,7 @@ def digit_strokes(ink: np.ndarray) -> np.ndarray:
     digit = np.clip(ink - paper, 0, None) * around
     rows, cols = np.flatnonzero(digit.max(1) > 0), np.flatnonzero(digit.max(0) > 0)
     if not len(rows):
-        raise InputError("no digit found: the image is blank or has almost no contrast")
+        raise InputError(NO_DIGIT)
     digit = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     return np.clip(digit / np.percentile(digit[digit * 255 > level], 90), 0, 1)  # full strokes are 1, as in MNIST
 

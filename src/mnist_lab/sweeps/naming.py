@@ -25,6 +25,11 @@ def _hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
+def names_run(key: str) -> bool:
+    """Whether an override's key (``+``/``~`` prefixes allowed) is part of what a run is named and summarised by."""
+    return not key.lstrip("+~").startswith(NOT_IN_NAME)
+
+
 def run_dirname(overrides: list[str]) -> str:
     """A sweep run's folder name from its overrides: ``dropout=0.5,lr=0.001``.
 
@@ -34,9 +39,7 @@ def run_dirname(overrides: list[str]) -> str:
     so that two runs never share a folder.
     """
     items = sorted(
-        (key.lstrip("+~"), value)
-        for key, _, value in (o.partition("=") for o in overrides)
-        if not key.lstrip("+~").startswith(NOT_IN_NAME)
+        (key.lstrip("+~"), value) for key, _, value in (o.partition("=") for o in overrides) if names_run(key)
     )
     short = [key.rsplit(".", 1)[-1] for key, _ in items]
     labels = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]

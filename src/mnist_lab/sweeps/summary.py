@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from mnist_lab import figures
 from mnist_lab.logs import get_logger
-from mnist_lab.sweeps.naming import NOT_IN_NAME
+from mnist_lab.sweeps.naming import names_run
 from mnist_lab.training.run_folder import DONE, RESULT
 
 log = get_logger(__name__)
@@ -85,10 +85,7 @@ def spread(rows: list[dict], key: str) -> Optional[str]:
 
 def _swept_values(rows: list[dict]) -> dict[str, list[Any]]:
     """Parameter -> value per row, for the overrides that differ between runs."""
-    parsed = [
-        dict(o.split("=", 1) for o in (r["overrides"] or []) if "=" in o and not o.startswith(NOT_IN_NAME))
-        for r in rows
-    ]
+    parsed = [dict(o.split("=", 1) for o in (r["overrides"] or []) if "=" in o and names_run(o)) for r in rows]
     keys = sorted({k for p in parsed for k in p})
     values = {k: [p.get(k) for p in parsed] for k in keys}
     return {k: v for k, v in values.items() if len(set(v)) > 1}

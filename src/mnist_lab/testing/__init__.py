@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from omegaconf import DictConfig
 
 from mnist_lab.project import CONF, ROOT
 
-__all__ = ["CONF", "ROOT", "compose_config", "run_script", "start_script"]
+__all__ = ["CONF", "ROOT", "compose_config", "run_script", "start_script", "start_server"]
 
 
 def _command(script: str, overrides: tuple[str, ...]) -> list[str]:
@@ -31,6 +32,15 @@ def run_script(
 def start_script(script: str, *overrides: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
     """The same, started in the background (to be signalled, or run beside another)."""
     return subprocess.Popen(_command(script, overrides), cwd=cwd, text=True, **kwargs)
+
+
+def start_server(*overrides: str, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """``python serve.py port=0 <overrides>`` in the background, and the address it says it serves at."""
+    process = start_script("serve.py", "port=0", *overrides, cwd=cwd, stdout=subprocess.PIPE)
+    for line in process.stdout:
+        if match := re.search(r"at (http://[\d.]+:\d+)", line):
+            return process, match.group(1)
+    raise RuntimeError(f"serve.py did not start (exit {process.wait()}); its error is above")
 
 
 def compose_config(*overrides: str, config_name: str = "train", hydra_keys: bool = False) -> DictConfig:
