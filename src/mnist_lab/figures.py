@@ -193,6 +193,7 @@ def objective_plot(
             )
         if param in set(log_params):
             ax.set_xscale("log")
+            ax.tick_params(axis="x", which="both", labelrotation=45)  # 2x10^-2, 3x10^-2...: side by side they overlap
         elif numbers and all(x.is_integer() for x in numbers):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(param)
