@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from pathlib import Path
 
-from mnist_lab.resolvers import register_resolvers
-from mnist_lab.testing import compose_config
-from mnist_lab.training.host_syncs import CountHostReads
-from mnist_lab.training.run import train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support: what the tests generate and run
+
+from mnist_lab.resolvers import register_resolvers  # noqa: E402
+from mnist_lab.training.run import train  # noqa: E402
+from support import compose_config  # noqa: E402
+from support.host_reads import CountHostReads  # noqa: E402
 
 
 def main() -> None:

@@ -19,13 +19,15 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
-from mnist_lab.inference.backends import Network
-from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
-from mnist_lab.models.classifier import load_classifier
-from mnist_lab.testing.drawings import write_canvas_drawings, write_drawings
-from mnist_lab.testing.photos import write_photos
-from mnist_lab.testing.soft import write_soft
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support: what the tests generate and run
+
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist  # noqa: E402
+from mnist_lab.inference.backends import Network  # noqa: E402
+from mnist_lab.inference.preprocess import InputError, open_image, to_mnist  # noqa: E402
+from mnist_lab.models.classifier import load_classifier  # noqa: E402
+from support.drawings import write_canvas_drawings, write_drawings  # noqa: E402
+from support.photos import write_photos  # noqa: E402
+from support.soft_digits import write_soft  # noqa: E402
 
 SOFT_DIGITS = 300  # the experiment: test digits 0-299
 SOFT_SIDES = (8, 10, 12, 28)

@@ -22,11 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
-from mnist_lab.inference.backends import load_network
-from mnist_lab.inference.reading import read_digit, use_threads
-from mnist_lab.testing import start_server
-from mnist_lab.testing.drawings import write_canvas_drawings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support: what the tests generate and run
+
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist  # noqa: E402
+from mnist_lab.inference.backends import load_network  # noqa: E402
+from mnist_lab.inference.reading import read_digit, use_threads  # noqa: E402
+from support import start_server  # noqa: E402
+from support.drawings import write_canvas_drawings  # noqa: E402
 
 BOUNDARY = "mnistlabbench"
 MAX_PIXELS = 40_000_000

@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_lab.testing import run_script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support: what the tests generate and run
+
+from support import run_script  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +30,7 @@ def main() -> None:
             "test=false",
             "trainer.limit_val_batches=0",
             "callbacks.progress_bar.refresh_rate=0",
-            "+callbacks.first_step._target_=mnist_lab.testing.probes.FirstStep",
+            "+callbacks.first_step._target_=support.probes.FirstStep",
             f"+callbacks.first_step.path={stamp}",
             f"hydra.run.dir={tmp}/run",
             *sys.argv[1:],

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
 from mnist_lab.resolvers import register_resolvers
-from mnist_lab.testing import compose_config, run_script
+from support import compose_config, run_script
 
 register_resolvers()
 

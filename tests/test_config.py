@@ -9,10 +9,10 @@ from omegaconf import OmegaConf
 
 from mnist_lab import hardware
 from mnist_lab.errors import ConfigError
-from mnist_lab.testing import CONF
 from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.checks import validate
 from mnist_lab.training.run import prepare
+from support import CONF
 
 
 def options(group: str) -> list[str]:

@@ -10,8 +10,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from mnist_lab.testing import compose_config
 from mnist_lab.training.run import train
+from support import compose_config
 
 TINY = [
     "debug=tiny",

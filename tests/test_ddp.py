@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_lab.testing import run_script
+from support import run_script
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
@@ -23,7 +23,7 @@ def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard(tmp_path: Path):
         "data.eval_batch_size=500",
         "torch_threads=1",
         "callbacks.progress_bar.refresh_rate=0",
-        "+callbacks.shard_probe._target_=mnist_lab.testing.probes.ShardProbe",
+        "+callbacks.shard_probe._target_=support.probes.ShardProbe",
         f"+callbacks.shard_probe.path={probe}",
         cwd=tmp_path,
     )

@@ -12,10 +12,10 @@ from PIL import Image
 from mnist_lab.inference.backends import Network
 from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
 from mnist_lab.models.classifier import load_classifier
-from mnist_lab.testing import run_script
-from mnist_lab.testing.drawings import write_drawings
-from mnist_lab.testing.photos import PAGE, photo, write_photos
-from mnist_lab.testing.soft import soft_page
+from support import run_script
+from support.drawings import write_drawings
+from support.photos import PAGE, photo, write_photos
+from support.soft_digits import soft_page
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mnist_lab.models.classifier import NonFiniteLoss
-from mnist_lab.training.host_syncs import CountHostReads, HostReads
 from mnist_lab.training.run import train
+from support.host_reads import CountHostReads, HostReads
 
 
 @pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])

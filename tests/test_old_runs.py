@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.models.networks import LogReg
 from mnist_lab.targets import MOVED, current_targets
-from mnist_lab.testing import ROOT, run_script
+from support import ROOT, run_script
 
 OLD_RUN = ROOT / "tests" / "fixtures" / "old_logreg_run"
 

@@ -17,7 +17,7 @@ optuna = pytest.importorskip("optuna", reason='sweep=optuna needs the optuna ext
 
 from mnist_lab.errors import ConfigError  # noqa: E402
 from mnist_lab.sweeps.study import distribution  # noqa: E402
-from mnist_lab.testing import run_script, start_script  # noqa: E402
+from support import run_script, start_script  # noqa: E402
 
 TINY = [
     "sweep=optuna",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lab.testing import run_script, start_script
 from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
+from support import run_script, start_script
 
 # ~2 s per epoch on two cores (fp32): long enough to be killed in the middle of one.
 SLOW_MLP = [

@@ -17,9 +17,9 @@ from PIL import Image
 from mnist_lab.errors import InputError
 from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.inference.reading import read_digit
-from mnist_lab.testing import run_script, start_server
-from mnist_lab.testing.drawings import write_canvas_drawings
-from mnist_lab.testing.photos import write_photos
+from support import run_script, start_server
+from support.drawings import write_canvas_drawings
+from support.photos import write_photos
 
 pytest.importorskip("fastapi", reason='serve.py needs the "serve" extra: pip install -e ".[serve]"')
 from fastapi.testclient import TestClient  # noqa: E402

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_lab.testing import compose_config, run_script
+from support import compose_config, run_script
 
 FAST = [
     "model=logreg",

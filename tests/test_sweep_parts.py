@@ -8,9 +8,10 @@ import math
 import pytest
 
 from mnist_lab import figures
-from mnist_lab.sweeps import checks as sweep_checks
+from mnist_lab.command_line import require_extras
 from mnist_lab.sweeps.naming import run_dirname
-from mnist_lab.testing import compose_config
+from mnist_lab.sweeps.swept_keys import missing_keys
+from support import compose_config
 
 OPTUNA_TRIAL = [
     "model.net.dropout=0.47938081700940427",
@@ -41,14 +42,9 @@ def multirun_config(*overrides: str, swept: tuple[str, ...] = ()):
 
 
 def test_swept_keys_must_exist_in_the_models_config():
-    assert sweep_checks.missing_keys(multirun_config("model=logreg", swept=("model.net.dropout=0.1,0.2",))) == [
-        "model.net.dropout"
-    ]
-    assert (
-        sweep_checks.missing_keys(multirun_config("model=cnn", swept=("model.net.dropout=0.1,0.2", "+trainer.foo=1")))
-        == []
-    )
-    assert sweep_checks.missing_keys(multirun_config("model=logreg", "experiment=cnn_best")) == []
+    assert missing_keys(multirun_config("model=logreg", swept=("model.net.dropout=0.1,0.2",))) == ["model.net.dropout"]
+    assert missing_keys(multirun_config("model=cnn", swept=("model.net.dropout=0.1,0.2", "+trainer.foo=1"))) == []
+    assert missing_keys(multirun_config("model=logreg", "experiment=cnn_best")) == []
 
 
 @pytest.mark.parametrize("model", ["cnn", "deep_cnn", "logreg", "mlp"])
@@ -58,20 +54,20 @@ def test_each_models_search_space_names_only_keys_it_has(model):
     assert "model.optimizer.lr" in cfg.hydra.sweeper.params
     assert "trainer.max_epochs" not in cfg.hydra.sweeper.params  # the pruner's budget, not a knob
     assert ("model.net.dropout" in cfg.hydra.sweeper.params) == (model in ("cnn", "deep_cnn"))
-    assert sweep_checks.missing_keys(cfg) == []
+    assert missing_keys(cfg) == []
 
 
 def test_a_missing_plugin_names_its_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SystemExit, match=r'sweep=optuna needs the "optuna" extra.*pip install -e "\.\[optuna\]"'):
-        sweep_checks.require_extras(["model=logreg", "sweep=optuna"])
+        require_extras("train", ["model=logreg", "sweep=optuna"])
     with pytest.raises(SystemExit, match=r'launcher=slurm needs the "launchers" extra'):
-        sweep_checks.require_extras(["launcher=slurm"])
+        require_extras("train", ["launcher=slurm"])
     with pytest.raises(SystemExit, match=r'launcher=submitit_local needs the "launchers" extra'):
-        sweep_checks.require_extras(["launcher=submitit_local"])
+        require_extras("train", ["launcher=submitit_local"])
     with pytest.raises(SystemExit, match=r'logger=mlflow needs the "mlflow" extra.*pip install -e "\.\[mlflow\]"'):
-        sweep_checks.require_extras(["logger=mlflow"])
-    sweep_checks.require_extras(["model=logreg", "sweep=lr_dropout_epochs"])  # no plugin needed
+        require_extras("train", ["logger=mlflow"])
+    require_extras("train", ["model=logreg", "sweep=lr_dropout_epochs"])  # no plugin needed
 
 
 def test_summary_plot_marks_best_and_failed_runs_and_scales_axes_by_the_search():

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.models.classifier import DigitClassifier, load_classifier
-from mnist_lab.testing import run_script, start_script
 from mnist_lab.training.run import run, train
+from support import run_script, start_script
 
 TINY = ["debug=tiny", "trainer.accelerator=cpu"]
 

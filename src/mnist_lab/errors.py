@@ -1,4 +1,4 @@
-"""The errors a user can fix, and the checks that raise them; ``hydra_job.friendly_errors`` shows them in one line."""
+"""The errors a user can fix, and the checks that raise them; ``command_line`` shows them in one line."""
 
 from __future__ import annotations
 

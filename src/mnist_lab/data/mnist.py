@@ -13,9 +13,9 @@ from typing import Optional
 import torch
 
 from mnist_lab.errors import DataError
-from mnist_lab.project import ROOT
 
-SHIPPED_DIR = ROOT / "data" / "mnist"
+# The four official files, shipped inside the package: found wherever it is installed.
+SHIPPED_DIR = Path(__file__).parent / "mnist_files"
 SIDE = 28  # pixels: every image is SIDE x SIDE
 CLASSES = 10
 # Training-set pixel statistics (of values in [0, 1]); the models normalise with them.

@@ -47,4 +47,6 @@ def export(cfg: DictConfig) -> dict:
             f"accuracy {100 * result['onnxruntime_accuracy']:.2f} % (torch {100 * result['torch_accuracy']:.2f} %)"
         )
     Path(cfg.output_dir, "export.json").write_text(json.dumps(result, indent=2))
+    if result.get("predictions_differ"):
+        raise SystemExit(f"error: onnxruntime predicts {result['predictions_differ']} test images differently")
     return result

@@ -111,8 +111,8 @@ def write_predictions(rows: list[Row], path: Path) -> None:
     log.info(f"Wrote {path}")
 
 
-def predict(cfg: DictConfig) -> int:
-    """Print a prediction per input; returns how many inputs failed."""
+def predict(cfg: DictConfig) -> None:
+    """Print a prediction per input; exits with 1 when any input failed (the others are still predicted)."""
     path = require(
         cfg, "ckpt_path", "python predict.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt inputs=[digit.png]"
     )
@@ -134,4 +134,4 @@ def predict(cfg: DictConfig) -> int:
         write_predictions(rows, out / "predictions.csv")
     if failures:
         log.info(f"{failures} input(s) could not be predicted.")
-    return failures
+        raise SystemExit(1)

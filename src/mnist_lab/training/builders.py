@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from mnist_lab.hardware import skip_nvml_check_without_driver
-from mnist_lab.quiet import hide_known_noise
+from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.targets import build
 
 

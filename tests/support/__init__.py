@@ -1,7 +1,11 @@
-"""What the tests and the benchmarks share: the project's scripts run as a user runs them, configs, test images."""
+"""What the tests and the benchmarks share: the project's scripts run as a user runs them, configs, test images.
+
+Imported as ``support`` (pytest puts tests/ on the path; bench/ scripts put it there themselves).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,19 +15,28 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_lab.project import CONF, ROOT
-
 __all__ = ["CONF", "ROOT", "compose_config", "run_script", "start_script", "start_server"]
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: the scripts and conf/
+CONF = ROOT / "conf"
+SUPPORT_PATH = str(Path(__file__).resolve().parent.parent)  # so that a script's config can name support.probes
 
 
 def _command(script: str, overrides: tuple[str, ...]) -> list[str]:
     return [sys.executable, str(ROOT / script), *overrides]
 
 
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SUPPORT_PATH, env.get("PYTHONPATH")]))
+    return env
+
+
 def run_script(
     script: str, *overrides: str, cwd: Path, timeout: float = 600, **kwargs: Any
 ) -> subprocess.CompletedProcess:
     """``python <script> <overrides>`` (train.py, eval.py, predict.py) in ``cwd``, its output captured."""
+    kwargs["env"] = _environment(kwargs.get("env"))
     return subprocess.run(
         _command(script, overrides), cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs
     )
@@ -31,6 +44,7 @@ def run_script(
 
 def start_script(script: str, *overrides: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
     """The same, started in the background (to be signalled, or run beside another)."""
+    kwargs["env"] = _environment(kwargs.get("env"))
     return subprocess.Popen(_command(script, overrides), cwd=cwd, text=True, **kwargs)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-from mnist_lab.quiet import hide_known_noise
+from mnist_lab.known_noise import hide_known_noise
 
 
 def test_known_noise_is_hidden_and_other_messages_still_show(caplog):

@@ -1,0 +1,65 @@
+"""``hydra/sweeper=optuna``: Optuna (>= 4) through Hydra's Sweeper API: ask the study, launch, tell.
+
+Hydra imports every module under ``hydra_plugins`` at start-up, so this one imports Optuna only
+when a sweep uses it (``mnist_lab.sweeps.study``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        pass  # the settings are read from hydra.sweeper in sweep(): the runs read them there too
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> None:
+        from mnist_lab.errors import UserError
+
+        try:
+            self._sweep(arguments)
+        except UserError as err:  # a setting of the sweep itself, refused before (or between) its runs
+            raise SystemExit(f"error: {err}") from None
+
+    def _sweep(self, arguments: list[str]) -> None:
+        from mnist_lab.logs import get_logger
+        from mnist_lab.sweeps import study as studies
+
+        log = get_logger(__name__)
+        sweeper = self.config.hydra.sweeper
+        params = {**OmegaConf.to_container(sweeper.get("params") or {}), **dict(a.split("=", 1) for a in arguments)}
+        space, fixed = studies.search_space(params)
+        study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"))
+        studies.claim_space(study, space)
+        retried = studies.retry_killed(study)
+        log.info(
+            f"Study {study.study_name!r}: {studies.counted(study)} of {sweeper.n_trials} trials there"
+            + (f", {retried} left running by a killed sweep asked again" if retried else "")
+        )
+        job_idx = 0
+        while (todo := min(sweeper.n_jobs, sweeper.n_trials - studies.counted(study))) > 0:
+            asked = (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo))
+            trials = [trial for trial in asked if trial]  # None: the study already holds n_trials
+            if not trials:
+                break
+            jobs = self.launcher.launch([studies.overrides(t, fixed) for t in trials], initial_job_idx=job_idx)
+            job_idx += len(jobs)
+            for trial, job in zip(trials, jobs):
+                studies.tell(study, trial, job)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(studies.results(study)), sweep_dir / "optimization_results.yaml")
+        studies.write_plots(study, sweep_dir)

@@ -1,0 +1,205 @@
+"""What a run draws: test-set pictures as images (digit grids, confusion matrix) and matplotlib plots.
+
+The test-set pictures are drawn with tensor ops and PIL, in milliseconds: matplotlib took ~3 s
+for them (a subplot per digit), longer than testing 10,000 images. matplotlib, imported only when
+needed, draws the learning curves and the sweep summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import make_grid
+
+from mnist_lab.data.mnist import SIDE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+ZOOM, CAPTION, GAP = 2, 14, 6  # each digit drawn at 2 x SIDE px, a caption strip below it, space between tiles
+FONT = ImageFont.load_default(size=11)
+
+
+def to_image(grid: torch.Tensor) -> Image.Image:
+    """A (C, H, W) float tensor in [0, 1] as an RGB PIL image."""
+    return Image.fromarray(grid.expand(3, -1, -1).mul(255).round().byte().permute(1, 2, 0).numpy())
+
+
+def digit_grid(
+    images: torch.Tensor, captions: Sequence[str], colors: Sequence[str] | None = None, ncols: int = 8
+) -> Image.Image:
+    """Digits (N, 1, 28, 28) or (N, 28, 28) in [0, 1], dark on white, each with its caption below."""
+    tiles = 1 - images.detach().float().cpu().reshape(-1, 1, SIDE, SIDE).clamp(0, 1)
+    tiles = F.pad(F.interpolate(tiles, scale_factor=ZOOM), (0, 0, 0, CAPTION), value=1)
+    if not len(tiles):
+        tiles = torch.ones(1, 1, SIDE * ZOOM + CAPTION, SIDE * ZOOM)
+    image = to_image(make_grid(tiles, nrow=ncols, padding=GAP, pad_value=1))
+    draw = ImageDraw.Draw(image)
+    step_x, step_y = tiles.shape[3] + GAP, tiles.shape[2] + GAP
+    for i, caption in enumerate(captions):
+        x, y = GAP + (i % ncols) * step_x, GAP + (i // ncols) * step_y + SIDE * ZOOM
+        draw.text(
+            (x + SIDE * ZOOM // 2, y + CAPTION // 2),
+            caption,
+            fill=colors[i] if colors else "black",
+            font=FONT,
+            anchor="mm",
+        )
+    return image
+
+
+def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 64) -> Image.Image:
+    """The first ``limit`` wrongly classified digits, captioned "true -> predicted"."""
+    wrong = torch.nonzero(preds != labels).flatten()[:limit]
+    return digit_grid(images[wrong], [f"{int(labels[i])} -> {int(preds[i])}" for i in wrong])
+
+
+def predictions_grid(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, limit: int = 32) -> Image.Image:
+    """The first ``limit`` digits with the predicted class and its probability; mistakes in red."""
+    conf, preds = probs[:limit].max(dim=1)
+    captions = [f"{int(p)} ({100 * float(c):.0f}%)" for p, c in zip(preds, conf)]
+    colors = ["black" if p == y else "red" for p, y in zip(preds, labels[:limit])]
+    return digit_grid(images[:limit], captions, colors)
+
+
+def confusion_matrix_image(matrix: torch.Tensor, cell: int = 44) -> Image.Image:
+    """A (true x predicted) count matrix as a heat map with the counts; blue on the diagonal, red off it."""
+    n = len(matrix)
+    counts = matrix.detach().cpu().long()
+    share = counts.double() / counts.sum(1, keepdim=True).clamp(min=1)  # of each true digit's images
+    strength = share.clamp(max=1).sqrt()  # so that a few mistakes still show
+    diagonal = torch.eye(n, dtype=torch.bool)
+    ink = torch.where(
+        diagonal, torch.tensor([0.2, 0.45, 0.8]).view(3, 1, 1), torch.tensor([0.85, 0.2, 0.2]).view(3, 1, 1)
+    )
+    cells = 1 - strength.float() * (1 - ink)  # (3, n, n): white for 0, the colour for all
+    top, left = 40, 40
+    image = Image.new("RGB", (left + n * cell + 10, top + n * cell + 10), "white")
+    image.paste(to_image(cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)), (left, top))
+    draw = ImageDraw.Draw(image)
+    draw.text((left + n * cell // 2, 10), "predicted digit", fill="black", font=FONT, anchor="mm")
+    draw.text((4, top - 14), "true", fill="black", font=FONT)
+    for i in range(n):
+        draw.text((left + i * cell + cell // 2, top - 8), str(i), fill="black", font=FONT, anchor="mm")
+        draw.text((left - 10, top + i * cell + cell // 2), str(i), fill="black", font=FONT, anchor="mm")
+        for j in range(n):
+            text = "white" if strength[i, j] > 0.6 else "black"
+            draw.text(
+                (left + j * cell + cell // 2, top + i * cell + cell // 2),
+                str(int(counts[i, j])),
+                fill=text,
+                font=FONT,
+                anchor="mm",
+            )
+    return image
+
+
+def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
+    """Loss and accuracy per epoch for train and validation."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [row["epoch"] + 1 for row in history]
+    for ax, metric in zip(axes, ("loss", "acc")):
+        for stage in ("train", "val"):
+            values = [row.get(f"{stage}_{metric}") for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker="o", label=stage)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[metric])
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are written to files, never shown
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Figure, path: str | Path) -> None:
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
+def _numbers(values: Sequence) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def objective_plot(
+    params: dict[str, list],
+    objective: Sequence,
+    name: str,
+    log_params: Iterable[str] = (),
+    pruned: Sequence[bool] = (),
+) -> Figure:
+    """The objective against each swept parameter, one panel each: the best run starred, ``pruned`` runs
+    hollow grey at the objective they reached, failed runs (objective None or NaN) as red crosses along
+    the bottom. A log axis only for ``log_params``."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    pruned = list(pruned) or [False] * len(objective)
+    reached = [y is not None and y == y for y in objective]
+    done = [ok and not p for ok, p in zip(reached, pruned)]
+    stopped = [ok and p for ok, p in zip(reached, pruned)]
+    finished = [y for y, ok in zip(objective, reached) if ok]
+    best = max((i for i, ok in enumerate(done) if ok), key=lambda i: objective[i], default=None)
+    low, high = (min(finished), max(finished)) if finished else (0.0, 0.0)
+    floor = low - 0.1 * ((high - low) or 0.01)  # below every finished run
+    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
+    for ax, (param, values) in zip(axes[0], params.items()):
+        numbers = _numbers(values)
+        xs = numbers or [str(v) for v in values]
+        ax.scatter([x for x, ok in zip(xs, done) if ok], [y for y, ok in zip(objective, done) if ok], label="finished")
+        if any(stopped):
+            ax.scatter(
+                [x for x, ok in zip(xs, stopped) if ok],
+                [y for y, ok in zip(objective, stopped) if ok],
+                facecolors="none",
+                edgecolors="grey",
+                label="pruned",
+            )
+        if best is not None:
+            ax.scatter(
+                [xs[best]],
+                [objective[best]],
+                marker="*",
+                s=250,
+                color="gold",
+                edgecolor="black",
+                zorder=3,
+                label="best",
+            )
+        if not all(reached):
+            ax.scatter(
+                [x for x, ok in zip(xs, reached) if not ok],
+                [floor] * reached.count(False),
+                marker="x",
+                color="red",
+                label="failed",
+            )
+        if param in set(log_params):
+            ax.set_xscale("log")
+            ax.tick_params(axis="x", which="both", labelrotation=45)  # 2x10^-2, 3x10^-2...: side by side they overlap
+        elif numbers and all(x.is_integer() for x in numbers):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(param)
+        ax.set_ylabel(name)
+        ax.margins(0.1)  # the best run's star stays inside the frame
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig

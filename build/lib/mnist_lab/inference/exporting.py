@@ -1,0 +1,52 @@
+"""What ``python export.py`` does: the checkpoint as model.onnx, checked with onnxruntime on the 10k test images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
+from mnist_lab.errors import require
+from mnist_lab.inference.backends import Network, OnnxNetwork, export_onnx
+from mnist_lab.logs import get_logger
+from mnist_lab.models.classifier import load_classifier
+from mnist_lab.training.hparams import trained_with
+
+log = get_logger(__name__)
+
+
+def compare(torch_net: Network, onnx_net: Network, images, labels) -> dict:
+    """How far onnxruntime's answers are from torch's on the same images."""
+    ours, theirs = torch_net.logits(images), onnx_net.logits(images)
+    return {
+        "images": len(images),
+        "predictions_differ": int((ours.argmax(-1) != theirs.argmax(-1)).sum()),
+        "max_logit_difference": float((ours - theirs).abs().max()),
+        "torch_accuracy": float((ours.argmax(-1) == labels).float().mean()),
+        "onnxruntime_accuracy": float((theirs.argmax(-1) == labels).float().mean()),
+    }
+
+
+def export(cfg: DictConfig) -> dict:
+    path = require(cfg, "ckpt_path", "python export.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
+    model = load_classifier(path)
+    log.info(trained_with(model.run_config))
+    onnx_path = Path(cfg.output_dir) / "model.onnx"
+    export_onnx(model, onnx_path)
+    result = {"checkpoint": str(Path(path).resolve()), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size}
+    log.info(f"Wrote {onnx_path} ({result['bytes'] / 1e6:.1f} MB, fp32, any batch size, images in [0, 1])")
+    if cfg.check:
+        test = load_mnist(Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR)
+        images, labels = to_unit(test["test_x"]), test["test_y"]
+        result |= compare(Network(model), OnnxNetwork(model, onnx_path), images, labels)
+        log.info(
+            f"onnxruntime on the {result['images']} test images: {result['predictions_differ']} predictions differ "
+            f"from torch, largest logit difference {result['max_logit_difference']:.1e}, "
+            f"accuracy {100 * result['onnxruntime_accuracy']:.2f} % (torch {100 * result['torch_accuracy']:.2f} %)"
+        )
+    Path(cfg.output_dir, "export.json").write_text(json.dumps(result, indent=2))
+    if result.get("predictions_differ"):
+        raise SystemExit(f"error: onnxruntime predicts {result['predictions_differ']} test images differently")
+    return result

@@ -1,0 +1,137 @@
+"""What ``python predict.py`` does: recognise a user's digit images the way MNIST digits were made."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from mnist_lab.data.kaggle_csv import read_digit_csv, write_submission
+from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
+from mnist_lab.errors import ConfigError, InputError, require
+from mnist_lab.inference.backends import Network, load_network
+from mnist_lab.inference.reading import read_digit
+from mnist_lab.logs import get_logger
+from mnist_lab.training.hparams import trained_with
+
+log = get_logger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+SHOWN_SCALE = 4  # test_index pictures are saved 4x MNIST's 28 px, large enough to see
+
+Row = dict[str, object]
+
+
+def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Optional[str]]]:
+    """Expand files and folders into (name, path, error) rows; a folder without images is an error row."""
+    rows = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            rows += [(str(p), p, None) for p in found] or [
+                (item, None, "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+            ]
+        elif path.is_file():
+            rows.append((item, path, None))
+        else:
+            rows.append((item, None, "no such file or folder"))
+    return rows
+
+
+def _row(name: str, probs: torch.Tensor) -> Row:
+    return {"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4)}
+
+
+def top3(probs: torch.Tensor) -> str:
+    p, d = probs.topk(3)
+    return "  ".join(f"{int(di)}: {float(pi):.3f}" for di, pi in zip(d, p))
+
+
+def predict_files(
+    network: Network, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]
+) -> tuple[list[Row], int]:
+    """One line per image file; the 28x28 each became is saved in ``save_dir`` if given. Returns rows and failures."""
+    rows, failures = [], 0
+    for name, file, error in image_paths(inputs):
+        try:
+            if error:
+                raise InputError(error)
+            reading = read_digit(network, file, max_pixels)
+        except InputError as err:
+            log.info(f"{name}: error: {err}")
+            failures += 1
+            continue
+        rows.append(_row(name, reading.probabilities))
+        log.info(f"{name}: {reading.digit}   (top 3  {top3(reading.probabilities)})")
+        if save_dir:
+            save_dir.mkdir(exist_ok=True)
+            save_image(reading.seen, save_dir / f"{len(rows):04d}_{Path(name).stem}.png")
+    return rows, failures
+
+
+def predict_test_images(network: Network, indices: list[int], data_dir: Path, out: Path) -> tuple[list[Row], int]:
+    """MNIST test images by index, each with its true label and saved, enlarged, in ``out``."""
+    test = load_mnist(data_dir)
+    rows, failures = [], 0
+    for i in indices:
+        if not 0 <= i < len(test["test_y"]):
+            log.info(f"test_index={i}: error: the test set has images 0..{len(test['test_y']) - 1}")
+            failures += 1
+            continue
+        x = to_unit(test["test_x"][i])
+        probs = network.probabilities(x[None])[0]
+        image = out / f"test_{i}.png"
+        save_image(F.interpolate(x[None, None], scale_factor=SHOWN_SCALE), image)
+        log.info(
+            f"test image {i}: true {int(test['test_y'][i])}, predicted {int(probs.argmax())}"
+            f"   (top 3  {top3(probs)}); saved {image}"
+        )
+        rows.append(_row(f"test[{i}]", probs))
+    return rows, failures
+
+
+def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
+    images, _ = read_digit_csv(path)
+    labels = network.probabilities(to_unit(images)).argmax(-1)
+    write_submission(labels, out / "submission.csv")
+    log.info(f"{path}: {len(labels)} digits -> {out / 'submission.csv'}")
+
+
+def write_predictions(rows: list[Row], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["input", "digit", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)
+    log.info(f"Wrote {path}")
+
+
+def predict(cfg: DictConfig) -> None:
+    """Print a prediction per input; exits with 1 when any input failed (the others are still predicted)."""
+    path = require(
+        cfg, "ckpt_path", "python predict.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt inputs=[digit.png]"
+    )
+    if not (cfg.inputs or cfg.test_index is not None or cfg.kaggle_csv):
+        raise ConfigError("nothing to predict: give inputs=[a.png,folder/], test_index=N or kaggle_csv=test.csv")
+    network = load_network(path, cfg.backend, cfg.onnx_path)
+    log.info(trained_with(network.model.run_config))
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "inputs" if cfg.save_inputs else None
+    rows, failures = predict_files(network, cfg.inputs or [], cfg.max_pixels, saved)
+    if cfg.test_index is not None:
+        indices = [cfg.test_index] if isinstance(cfg.test_index, int) else list(cfg.test_index)
+        more, failed = predict_test_images(network, indices, Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR, out)
+        rows, failures = rows + more, failures + failed
+    if cfg.kaggle_csv:
+        predict_kaggle_csv(network, Path(cfg.kaggle_csv), out)
+    if cfg.save_csv and rows:
+        write_predictions(rows, out / "predictions.csv")
+    if failures:
+        log.info(f"{failures} input(s) could not be predicted.")
+        raise SystemExit(1)

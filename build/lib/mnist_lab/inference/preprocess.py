@@ -1,0 +1,192 @@
+"""A user's photo or drawing of a digit -> a 28x28 digit made the way MNIST's were.
+
+Phone photos bring what MNIST never had: a sideways EXIF orientation, grey paper, lighting
+gradients, shadows, noise, coloured ink; scans and pencils bring soft, blurred strokes. The path:
+upright (EXIF) -> ink map (the paper divided out) -> the digit's strokes (found by Otsu's threshold
+and connected components, cut out with their soft edges) -> crisp strokes -> the MNIST look (thick
+enough strokes, scaled to fit 20x20, centre of mass at the centre of 28x28).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.functional import resize
+
+from mnist_lab.data.mnist import SIDE
+from mnist_lab.errors import ImageTooLarge, InputError, NotAnImage
+
+WORK_SIDE = 800  # px: larger photos are shrunk first; the digit ends up 20 px tall anyway
+PAPER_WINDOW = 0.12  # of the longest side: wider than a pen stroke, narrower than a shadow's soft edge
+POLARITY_BLUR = 0.15  # of the longest side: the page's brightness around a stroke, wider than thick strokes
+MIN_INK = 0.15  # what Otsu's threshold calls ink is paper texture and noise if this faint on average
+NEAR_DIGIT = 0.25  # strokes count as the digit's if this close to its largest stroke (of that stroke's size)
+MIN_PART = 0.005  # ... and at least this fraction of its area (dots of noise are not)
+SOFT_EDGE = 0.15  # of the digit's size: how far a blurred stroke's soft edge may reach beyond the threshold
+PAPER_INK = 99  # percentile: the faint ink bare paper shows (texture, noise), taken off the digit's
+NEARBY = 0.15  # of the digit's size: a stroke is as dark as the darkest ink this close is ...
+SHARP = (0.4, 0.8)  # ... if it reaches 0.8 of it, no stroke below 0.4: crisp edges where blur left ramps
+FAINTEST = 0.3  # no ink is compared with a neighbour fainter than this
+DIGIT_BOX = 20  # px: MNIST digits were scaled to fit 20x20, then centred by mass in 28x28
+STROKE_WIDTH = 2  # px: MNIST's strokes in that box
+STROKE_LEVEL = 0.3  # ink above this counts as stroke when measuring a pen line's width
+STROKE_LENGTH = 2.5  # a digit's strokes, laid end to end, are about this many times its height
+NO_DIGIT = "no digit found: the image is blank or has almost no contrast"
+
+
+def open_image(source: Path | bytes, max_pixels: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, upright as the camera meant it, transparency as white paper.
+
+    Refuses what is not an image, and images over ``max_pixels``, from the header: before decoding."""
+    try:
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        pixels = img.width * img.height
+        if pixels <= max_pixels:
+            img.load()
+    except UnidentifiedImageError:
+        raise NotAnImage("not an image: no image format Pillow reads (PNG, JPEG, GIF, WebP, ...)") from None
+    except Image.DecompressionBombError as err:  # a frame or layer larger than its header says
+        raise ImageTooLarge(f"image too large ({err}); raise max_pixels if it is genuine") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"not a readable image ({type(err).__name__}: {err})") from None
+    if pixels > max_pixels:
+        raise ImageTooLarge(
+            f"image too large ({img.width}x{img.height} = {pixels} pixels, over the limit of {max_pixels}); "
+            "shrink it, or raise max_pixels if it is genuine"
+        )
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+    return np.asarray(img.convert("RGB"))
+
+
+def dark_ink(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, ink dark on light paper, the longest side at most WORK_SIDE, from (H, W, 3) RGB or (H, W) grey."""
+    # Coloured ink is dark in one channel at least, white paper in none (cv2.min: 20x numpy's min over axis 2).
+    gray = image if image.ndim == 2 else cv2.min(cv2.min(image[..., 0], image[..., 1]), image[..., 2])
+    shrink = WORK_SIDE / max(gray.shape)
+    if shrink < 1:
+        gray = cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    # Ink is what stands out most from the page's brightness around it, darker or lighter.
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
+    page = cv2.resize(cv2.GaussianBlur(small, (0, 0), POLARITY_BLUR * max(small.shape)), gray.shape[::-1])
+    darkest, lightest = np.percentile(gray - page, [0.2, 99.8])
+    # Light ink on dark paper (MNIST itself) only when clearly so: a blank page's glare is no ink.
+    if lightest > max(-2 * darkest, 255 * MIN_INK):
+        gray = 255 - gray
+    return gray
+
+
+def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A wide Gaussian blur, float32, done on an image shrunk to sigma/2 px a pixel: 30x faster, as smooth."""
+    h, w = image.shape
+    shrink = max(1, int(sigma // 2))
+    small = cv2.resize(image, (max(1, w // shrink), max(1, h // shrink)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small.astype(np.float32), (0, 0), sigma / shrink)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel of a ``dark_ink`` image holds, float32 in [0, 1]: the paper, with
+    its light and shadows, divided out."""
+    k = int(PAPER_WINDOW * max(gray.shape)) | 1
+    # A closing (max then min filter) wipes out strokes thinner than k: what is left is the paper.
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    paper = smooth(paper, k / 4)
+    return 1 - np.clip(gray.astype(np.float32) / np.maximum(paper, 1), 0, 1)
+
+
+def digit_parts(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The connected parts of a thresholded ink mask that make the digit, and their box (left, top, right, bottom):
+    the largest part, and every part of some size near the box of those kept, until none is added."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    lefts, tops, widths, heights, areas = stats[1:].T  # row 0 is the background
+    rights, bottoms = lefts + widths, tops + heights
+    near = np.arange(len(areas)) == np.argmax(areas)
+    while True:
+        box = lefts[near].min(), tops[near].min(), rights[near].max(), bottoms[near].max()
+        margin = NEAR_DIGIT * max(box[2] - box[0], box[3] - box[1])
+        grown = (
+            (areas >= MIN_PART * areas.max())
+            & (rights >= box[0] - margin)
+            & (lefts <= box[2] + margin)
+            & (bottoms >= box[1] - margin)
+            & (tops <= box[3] + margin)
+        ) | near
+        if (grown == near).all():
+            return np.isin(labels, 1 + np.flatnonzero(near)).astype(np.uint8), box
+        near = grown
+
+
+def digit_strokes(ink: np.ndarray) -> np.ndarray:
+    """The digit cut out of an ink map: its bounding box, grey levels kept, other marks and noise zeroed."""
+    level, mask = cv2.threshold((ink * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if not mask.any() or ink[mask > 0].mean() < MIN_INK:
+        raise InputError(NO_DIGIT)
+    parts, (left, top, right, bottom) = digit_parts(mask)
+    # The threshold cuts a soft or blurred stroke in half: keep the ink around the parts too, above the
+    # paper's own faint ink (its texture and noise, measured away from the digit).
+    k = int(SOFT_EDGE * max(right - left, bottom - top)) | 1
+    around = cv2.dilate(parts, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    bare = cv2.dilate(around, np.ones((3, 3), np.uint8)) == 0
+    paper = np.percentile(ink[bare], PAPER_INK) if bare.any() else 0
+    digit = np.clip(ink - paper, 0, None) * around
+    rows, cols = np.flatnonzero(digit.max(1) > 0), np.flatnonzero(digit.max(0) > 0)
+    if not len(rows):
+        raise InputError(NO_DIGIT)
+    digit = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return np.clip(digit / np.percentile(digit[digit * 255 > level], 90), 0, 1)  # full strokes are 1, as in MNIST
+
+
+def sharpen(digit: np.ndarray) -> np.ndarray:
+    """A soft or blurred digit with MNIST's crisp strokes: each pixel's ink against the darkest ink near it,
+    so a faint thin stroke stays as strong as a thick one."""
+    k = int(NEARBY * max(digit.shape)) | 1
+    darkest = cv2.dilate(digit, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    low, high = SHARP
+    return np.clip((digit / np.maximum(darkest, FAINTEST) - low) / (high - low), 0, 1).astype(np.float32)
+
+
+def thicken(digit: torch.Tensor) -> torch.Tensor:
+    """A thin pen line grown so that it is about STROKE_WIDTH px wide once the digit fits DIGIT_BOX."""
+    h, w = digit.shape
+    width = int((digit > STROKE_LEVEL).sum()) / (STROKE_LENGTH * max(h, w))  # stroke area / stroke length
+    grow = int(STROKE_WIDTH * max(h, w) / DIGIT_BOX - width)
+    if grow < 2:
+        return digit
+    k = grow | 1
+    return F.max_pool2d(digit[None, None], k, stride=1, padding=k // 2)[0, 0]
+
+
+def centre_by_mass(digit: torch.Tensor) -> torch.Tensor:
+    """A digit that fits DIGIT_BOX placed in SIDE x SIDE with its centre of mass at the centre."""
+    h, w = digit.shape
+    ys, xs = torch.arange(h, dtype=torch.float), torch.arange(w, dtype=torch.float)
+    mass = digit.sum()
+    cy, cx = float((digit.sum(1) * ys).sum() / mass), float((digit.sum(0) * xs).sum() / mass)
+    top, left = min(max(round(SIDE / 2 - cy), 0), SIDE - h), min(max(round(SIDE / 2 - cx), 0), SIDE - w)
+    out = torch.zeros(SIDE, SIDE)
+    out[top : top + h, left : left + w] = digit
+    return out
+
+
+def mnist_look(digit: torch.Tensor) -> torch.Tensor:
+    """A cropped digit (H, W) in [0, 1], ink high -> (28, 28) as MNIST made theirs."""
+    h, w = digit.shape
+    scale = DIGIT_BOX / max(h, w)
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    digit = resize(thicken(digit)[None], size, antialias=True)[0].clamp(min=0)
+    return centre_by_mass(digit / digit.max())
+
+
+def to_mnist(rgb: np.ndarray) -> torch.Tensor:
+    """An image (H, W, 3) or (H, W) uint8 -> the (28, 28) MNIST-style digit in [0, 1] the network expects."""
+    ink = ink_map(dark_ink(rgb))
+    return mnist_look(torch.from_numpy(sharpen(digit_strokes(ink))))

@@ -1,0 +1,32 @@
+"""One image of a digit -> what the network reads: the one path predict.py, serve.py's API and its page share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import torch
+
+from mnist_lab.inference.backends import Network
+from mnist_lab.inference.preprocess import open_image, to_mnist
+
+
+@dataclass
+class Reading:
+    digit: int
+    probabilities: torch.Tensor  # (10,)
+    seen: torch.Tensor  # (28, 28) in [0, 1]: the image the network was given
+
+
+def use_threads(threads: int) -> None:
+    """Threads for one image: torch's and OpenCV's pools (a server reads several images side by side)."""
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def read_digit(network: Network, source: Path | bytes, max_pixels: int) -> Reading:
+    """Raises InputError (NotAnImage, ImageTooLarge) with the message a user sees for an image it cannot read."""
+    seen = to_mnist(open_image(source, max_pixels))
+    probabilities = network.probabilities(seen[None])[0]
+    return Reading(int(probabilities.argmax()), probabilities, seen)

@@ -1,0 +1,1 @@
+"""The networks and the LightningModule that trains them; a checkpoint rebuilds both."""

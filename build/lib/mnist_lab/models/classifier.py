@@ -1,0 +1,214 @@
+"""One LightningModule for every network: cross-entropy, accuracy, optimizer and schedule from config."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from mnist_lab.data import mnist
+from mnist_lab.errors import CheckpointError
+from mnist_lab.targets import build
+
+CONFIG_KEY = "run_config"  # a checkpoint's key for the composed config of the run that saved it
+
+
+def _plain(value: Any) -> Any:
+    # Checkpoints must load with weights_only=True, which refuses OmegaConf containers.
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+class NonFiniteLoss:
+    """The first non-finite training loss, its step and learning rate, kept on the loss's device.
+
+    ``update`` only queues a few element-wise ops; ``check`` reads the record (one host sync) and
+    stops the run naming the step, however many steps ago it was. Every epoch's last step is
+    checked, so ``epoch`` is the one the step was in.
+    """
+
+    def __init__(self) -> None:
+        self.step: Optional[torch.Tensor] = None  # -1 until a loss is non-finite; made on the loss's device
+        self.loss: Optional[torch.Tensor] = None
+        self.lr: Optional[torch.Tensor] = None
+
+    def update(self, loss: torch.Tensor, step: int, lr: float) -> None:
+        if self.step is None:
+            self.step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self.loss = torch.zeros((), dtype=torch.float32, device=loss.device)
+            self.lr = torch.zeros((), dtype=torch.float32, device=loss.device)
+        first = ~torch.isfinite(loss) & (self.step < 0)
+        self.step = torch.where(first, step, self.step)  # Python scalars: no host-to-device copy
+        self.loss = torch.where(first, loss.float(), self.loss)
+        self.lr = torch.where(first, lr, self.lr)
+
+    def check(self, epoch: int) -> None:
+        if self.step is None:
+            return
+        step = int(self.step)
+        if step >= 0:
+            raise FloatingPointError(
+                f"train_loss became {float(self.loss)} at step {step} (epoch {epoch}); "
+                f"the learning rate ({float(self.lr):g}) is probably too high."
+            )
+
+
+class DigitClassifier(L.LightningModule):
+    """Wraps a network built from ``net`` (a ``_target_`` dict) so checkpoints rebuild it alone."""
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: Optional[dict] = None,
+        scheduler_interval: str = "step",
+        label_smoothing: float = 0.0,
+        mean: float = mnist.MEAN,  # part of the model, so a checkpoint carries its preprocessing
+        std: float = mnist.STD,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        self.save_hyperparameters(logger=False)
+        self.net = build(net)  # a refused argument raises its UserError, also when a checkpoint is loaded
+        if channels_last:  # NHWC: oneDNN's and cuDNN's fast convolution layout (~10 % faster CNN epochs on CPU)
+            self.net.to(memory_format=torch.channels_last)
+        # The training metrics skip torchmetrics' input checks (a tenth of a small model's step):
+        # the labels are ours and training_step stops on a non-finite loss first.
+        self.train_acc = MulticlassAccuracy(mnist.CLASSES, average="micro", validate_args=False)
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_acc, self.test_acc = (MulticlassAccuracy(mnist.CLASSES, average="micro") for _ in range(2))
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
+        self.nonfinite = NonFiniteLoss()
+        # The composed config of the run that trains it, saved beside the weights (set by training.run.train).
+        self.run_config: Optional[dict] = None
+        # For the model graph and summary; two images because batch norm refuses one in training mode.
+        self.example_input_array = torch.zeros(2, 1, mnist.SIDE, mnist.SIDE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for images ``x`` of shape (B, 1, 28, 28) with values in [0, 1]."""
+        x = (x - self.hparams.mean) / self.hparams.std
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        self.nonfinite.update(loss.detach(), self.global_step, self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.train_loss.update(loss.detach())
+        self.train_acc.update(logits.detach(), y)
+        # No tensor is read back to the host except on the steps Lightning writes logs and at the
+        # epoch's end: on a GPU each read waits for all queued work. Each self.log costs ~1 ms on
+        # CPU too. Callbacks' on_train_epoch_end runs before the module's, too late for
+        # EpochHistory, hence the epoch means on the last batch.
+        log_step = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        last_batch = batch_idx + 1 == self.trainer.num_training_batches
+        if log_step or last_batch or self.global_step + 1 == self.trainer.max_steps:
+            self.nonfinite.check(self.current_epoch)
+        if log_step:
+            batch_acc = (logits.argmax(-1) == y).float().mean()
+            # Not prog_bar: Lightning would turn them into numbers after every step; ProgressBar shows them.
+            self.log_dict({"train_loss_step": loss.detach(), "train_acc_step": batch_acc}, on_step=True, on_epoch=False)
+        if last_batch:
+            epoch = {"train_loss_epoch": self.train_loss.compute(), "train_acc_epoch": self.train_acc.compute()}
+            self.log_dict(epoch, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_validation_start(self) -> None:
+        # Mid-epoch validation (val_check_interval) must not checkpoint diverged weights.
+        self.nonfinite.check(self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        self.train_loss.reset()
+        self.train_acc.reset()
+
+    def _evaluate(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy
+    ) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        accuracy(logits, y)
+        self.log(f"{stage}_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}_acc", accuracy, prog_bar=True)
+        return logits
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a few batches before training: not an epoch's accuracy
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val_acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test", self.test_acc)  # logits, for the TestFigures callback
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.run_config
+        # With the RNG state a resumed run draws the same dropout masks and augmentations.
+        checkpoint["rng_state"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is None:  # load_from_checkpoint; a run continuing from it keeps its own config
+            self.run_config = checkpoint.get(CONFIG_KEY)
+        if "rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_state"].cpu())
+        if "cuda_rng_state" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["cuda_rng_state"]])
+
+    def configure_optimizers(self) -> dict:
+        optimizer = build(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        make_scheduler = build(self.hparams.scheduler)
+        extra = {}
+        # OneCycleLR and friends need the run's length, which only the trainer knows.
+        if "total_steps" in inspect.signature(make_scheduler).parameters:
+            steps = self.trainer.estimated_stepping_batches
+            extra["total_steps"] = int(steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs)
+        scheduler = make_scheduler(optimizer, **extra)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint of this project, loaded with ``weights_only=True``: nothing in the file is executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path}: no such file; checkpoints are in outputs/runs/<run>/checkpoints/.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, pickle refused, not a torch file...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if not reason or reason.isdigit():  # torch's KeyError for a file that is neither zip nor pickle says "105"
+            reason = f"it is not a file torch.save wrote ({type(err).__name__})"
+        raise CheckpointError(f"{path}: cannot be read as a safe (weights-only) checkpoint: {reason}") from err
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "net" not in hparams or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this project (it has no network config); train one with train.py."
+        )
+    return ckpt
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:
+    """Rebuild a trained classifier from its checkpoint alone."""
+    ckpt = read_checkpoint(path, map_location)
+    model = DigitClassifier(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.run_config = ckpt.get(CONFIG_KEY)  # None in checkpoints saved before they carried it
+    return model.eval()

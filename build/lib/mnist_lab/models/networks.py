@@ -1,0 +1,100 @@
+"""The four networks. Each takes (B, 1, 28, 28) normalised images and returns (B, 10) logits."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from mnist_lab.data.mnist import CLASSES, SIDE
+from mnist_lab.errors import check
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def _check_dropout(dropout: float) -> None:
+    check(0 <= dropout < 1, "model.net.dropout", dropout, "it must be in [0, 1)")
+
+
+class CNN(nn.Sequential):
+    """The tutorial's CNN: two 5x5 conv + max-pool blocks, FC 1024, dropout, FC 10 (3,274,634 parameters)."""
+
+    def __init__(self, dropout: float = 0.5, tutorial_init: bool = False) -> None:
+        _check_dropout(dropout)
+        super().__init__(
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear((SIDE // 4) ** 2 * 64, 1024),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(1024, CLASSES),
+        )
+        if tutorial_init:
+            for layer in self:
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    # tf.truncated_normal(stddev=0.1) cuts at two standard deviations.
+                    nn.init.trunc_normal_(layer.weight, std=0.1, a=-0.2, b=0.2)
+                    nn.init.constant_(layer.bias, 0.1)
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
+    # No conv bias: the batch norm's shift does its job.
+    return [nn.Conv2d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class DeepCNN(nn.Sequential):
+    """Deotte's Kaggle MNIST CNN: 32C3-32C3-32C5S2-64C3-64C3-64C5S2-128C4, batch norm, dropout (325,994 parameters).
+
+    About the tutorial CNN's cost per image (15 M vs 14 M multiply-adds), but strided 5x5
+    convolutions learn the down-sampling that max-pool fixes, and batch norm keeps it trainable.
+    """
+
+    def __init__(self, dropout: float = 0.4, width: float = 1.0) -> None:
+        _check_dropout(dropout)
+        check(width > 0, "model.net.width", width, "it must be > 0 (it multiplies every layer's channels)")
+        a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
+        super().__init__(
+            *_conv_bn(1, a, 3),
+            *_conv_bn(a, a, 3),
+            *_conv_bn(a, a, 5, stride=2, padding=2),
+            nn.Dropout(dropout),
+            *_conv_bn(a, b, 3),
+            *_conv_bn(b, b, 3),
+            *_conv_bn(b, b, 5, stride=2, padding=2),
+            nn.Dropout(dropout),
+            *_conv_bn(b, c, 4),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c, CLASSES),
+        )
+
+
+class LogReg(nn.Sequential):
+    """Softmax (multinomial logistic) regression: 784 -> 10 (7,850 parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(SIDE * SIDE, CLASSES))
+
+
+class MLP(nn.Sequential):
+    """784 -> hidden... -> 10; the default is the tutorial's 10 sigmoid units (7,960 parameters)."""
+
+    def __init__(self, hidden: Sequence[int] = (10,), activation: str = "sigmoid", dropout: float = 0.0) -> None:
+        check(activation in ACTIVATIONS, "model.net.activation", activation, f"choose one of {sorted(ACTIVATIONS)}")
+        sizes_ok = all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden)
+        check(sizes_ok, "model.net.hidden", list(hidden), "it must be a list of layer widths >= 1")
+        _check_dropout(dropout)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = SIDE * SIDE
+        for size in hidden:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, CLASSES))
+        super().__init__(*layers)

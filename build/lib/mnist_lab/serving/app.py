@@ -1,0 +1,143 @@
+"""serve.py's web app: the draw-a-digit page at /, the JSON API at /predict, /model and /health.
+
+Every request's images go through ``reading.read_digit``, predict.py's path. A bad image is answered
+with a 4xx and the message predict.py prints; the server keeps serving."""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Optional
+
+import anyio
+from fastapi import FastAPI, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mnist_lab.errors import ImageTooLarge, InputError
+from mnist_lab.inference.backends import Network
+from mnist_lab.inference.reading import Reading, read_digit
+from mnist_lab.training.hparams import trained_with
+from mnist_lab.training.run_folder import read_result
+
+PAGE = files("mnist_lab.serving") / "page"
+log = logging.getLogger(__name__)
+
+
+def model_facts(network: Network, ckpt_path: Path) -> dict[str, Any]:
+    """GET /model: the checkpoint, its network, and what its run recorded (test accuracy from result.json)."""
+    result = read_result(ckpt_path.resolve().parent.parent)  # <run>/checkpoints/<file>.ckpt
+    model = network.model
+    return {
+        "checkpoint": str(ckpt_path),
+        "network": type(model.net).__name__,
+        "parameters": sum(p.numel() for p in model.net.parameters()),
+        "backend": network.backend,
+        "trained_with": trained_with(model.run_config).removeprefix("Trained with: "),
+        "test_acc": result.get("test_acc"),
+    }
+
+
+def reading_json(name: str, reading: Reading) -> dict[str, Any]:
+    return {
+        "name": name,
+        "digit": reading.digit,
+        "probabilities": [round(float(p), 5) for p in reading.probabilities],
+        "seen": (reading.seen * 255).round().int().tolist(),  # 28 rows of 28 grey levels, ink 255
+    }
+
+
+def refusal(status: int, message: str, **more: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **more}, status_code=status)
+
+
+class BodyLimit:
+    """Refuses a POST before its body is read: its length must be stated, and within ``limit``.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task per request."""
+
+    def __init__(self, app: ASGIApp, limit: int, advice: str) -> None:
+        self.app, self.limit, self.advice = app, limit, advice
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = Headers(scope=scope)
+            length = headers.get("content-length", "0")
+            if "chunked" in headers.get("transfer-encoding", ""):
+                refused = refusal(411, "say the body's length (Content-Length); chunked uploads are not accepted")
+            elif not length.isdigit():
+                refused = refusal(400, f"Content-Length: {length} is not a number of bytes")
+            elif int(length) > self.limit:
+                refused = refusal(413, f"request too large ({length} bytes, over {self.limit}): {self.advice}")
+            else:
+                refused = None
+            if refused:
+                return await refused(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    network: Network, ckpt_path: Path, max_bytes: int, max_pixels: int, max_images: int, threads: int = 1
+) -> FastAPI:
+    """``threads``: the torch threads one image's network uses."""
+    app = FastAPI(title="mnist-lab", summary="Recognise a handwritten digit", docs_url="/docs", redoc_url=None)
+    facts = model_facts(network, ckpt_path)
+
+    app.add_middleware(
+        BodyLimit, limit=max_bytes * max_images, advice=f"send at most {max_images} images of {max_bytes} bytes"
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, err: RequestValidationError) -> JSONResponse:
+        return refusal(
+            400,
+            "send images as multipart form files named 'images': curl -F images=@digit.png "
+            f"{request.url_for('predict')}",
+        )
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    def model() -> dict[str, Any]:
+        return facts
+
+    def read(name: str, data: bytes) -> tuple[dict[str, Any], Optional[tuple[int, str]]]:
+        """The JSON of one image, and its (status, message) if it cannot be read."""
+        try:
+            if len(data) > max_bytes:
+                raise ImageTooLarge(f"image too large ({len(data)} bytes, over the limit of {max_bytes})")
+            return reading_json(name, read_digit(network, data, max_pixels)), None
+        except InputError as err:
+            error = err.status, str(err)
+        except Exception as err:  # noqa: BLE001 - a decoder's own failure on a crafted file is still bad input
+            log.exception(f"{name}: unexpected error")
+            error = 400, f"not a readable image ({type(err).__name__})"
+        return {"name": name, "error": error[1]}, error
+
+    # As many images read at once as the cores hold: more threads would only queue for the GIL.
+    readers = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // threads))
+
+    @app.post("/predict", name="predict")
+    async def predict(images: list[UploadFile]) -> JSONResponse:
+        """Each image: the digit, the ten probabilities, the 28x28 the network saw; or its error."""
+        if len(images) > max_images:
+            return refusal(413, f"{len(images)} images in one request; send at most {max_images}")
+        results, errors = [], []
+        for image in images:
+            name = image.filename or "image"
+            result, error = await anyio.to_thread.run_sync(read, name, await image.read(), limiter=readers)
+            results.append(result)
+            errors += [(error[0], f"{name}: {error[1]}")] if error else []
+        if errors:
+            return refusal(*errors[0], results=results)
+        return JSONResponse({"results": results})
+
+    app.mount("/", StaticFiles(directory=str(PAGE), html=True), name="page")
+    return app

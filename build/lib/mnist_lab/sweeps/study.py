@@ -1,0 +1,249 @@
+"""The Optuna side of ``sweep=optuna``: the search space from Hydra's sweep syntax, the study and its storage,
+trials asked and told, and the study's plots. The sweeper plugin (``hydra_plugins.mnist_lab_sweepers``) and
+the runs' pruning callback (``sweeps.pruning``) use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import HydraException, InstantiationException
+from omegaconf import DictConfig
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from mnist_lab.errors import ConfigError
+from mnist_lab.targets import build
+from mnist_lab.training.run_folder import read_result
+
+SPACE_KEY = "search_space"  # the study's user attribute that holds the search space it was created with
+OWNER_KEY = "sweeper"  # a trial's user attribute: the sweep process (host:pid) that runs it
+# A trial's user attribute that keeps it out of n_trials: "killed" (asked again) or "surplus" (asked past n_trials).
+UNCOUNTED_KEY = "uncounted"
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
+
+
+def distribution(key: str, text: str) -> Optional[BaseDistribution]:
+    """``interval``, ``tag(log, interval)``, ``range`` or ``choice`` as an Optuna distribution; None for a value."""
+    try:
+        override = OverridesParser.create().parse_override(f"{key}={text}")
+    except HydraException as err:
+        raise ConfigError(f"hydra.sweeper.params.{key}={text} is not allowed: {err}") from None
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        log = "log" in value.tags
+        if value.start >= value.end or (log and value.start <= 0):
+            needs = "0 < low < high for log" if log else "low < high"
+            raise ConfigError(f"hydra.sweeper.params.{key}={text} is not allowed: it needs {needs}")
+        return FloatDistribution(value.start, value.end, log=log)
+    if isinstance(value, RangeSweep) and all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
+        return IntDistribution(value.start, value.stop - value.step, step=value.step)
+    if isinstance(value, (ChoiceSweep, RangeSweep)):
+        return CategoricalDistribution(list(override.sweep_iterator()))
+    return None
+
+
+def search_space(params: dict[str, str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """``hydra.sweeper.params`` split into what is searched and what is fixed (a plain value)."""
+    space, fixed = {}, {}
+    for key, text in params.items():
+        found = distribution(key, str(text))
+        if found is None:
+            fixed[key] = str(text)
+        else:
+            space[key] = found
+    return space, fixed
+
+
+def open_storage(storage: Any) -> Any:
+    """A URL Optuna opens (``sqlite:///...``, ``postgresql://...``), a journal file's path, or a ``_target_``."""
+    if isinstance(storage, (dict, DictConfig)):
+        return build(storage)
+    if str(storage).startswith("sqlite:///"):  # SQLite makes the file, not its folder
+        Path(str(storage).removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if "://" in str(storage):
+        return str(storage)
+    path = Path(str(storage))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def build_part(sweeper: DictConfig, part: str) -> Any:
+    """The sweeper's ``sampler`` or ``pruner``, or one line naming it when Optuna has no such class."""
+    try:
+        return build(sweeper[part])
+    except InstantiationException as err:
+        reason = str(err).splitlines()[0].split(", set env var HYDRA_FULL_ERROR")[0]
+        raise ConfigError(f"hydra.sweeper.{part}._target_={sweeper[part]._target_} is not allowed: {reason}") from None
+
+
+def open_study(sweeper: DictConfig, sampler: Any = None) -> optuna.Study:
+    """The study that ``sweeper`` (``hydra.sweeper``) names, created on first use, with its pruner."""
+    try:
+        return optuna.create_study(
+            study_name=sweeper.study_name,
+            storage=open_storage(sweeper.storage),
+            sampler=sampler,
+            pruner=build_part(sweeper, "pruner") if sweeper.get("pruner") else optuna.pruners.NopPruner(),
+            direction=sweeper.direction,
+            load_if_exists=True,
+        )
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever a storage raises (SQLAlchemy's, a driver's, the OS's)
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"hydra.sweeper.storage={sweeper.storage} cannot be opened: {reason}") from None
+
+
+def claim_space(study: optuna.Study, space: dict[str, BaseDistribution]) -> None:
+    """Record the search space in a new study; refuse a stored study that searches another one."""
+    ours = {key: optuna.distributions.distribution_to_json(d) for key, d in space.items()}
+    stored = study.user_attrs.get(SPACE_KEY)
+    if stored is None:
+        study.set_user_attr(SPACE_KEY, ours)
+    elif stored != ours:
+        raise ConfigError(
+            f"study {study.study_name!r} in this storage searches another space "
+            f"({', '.join(sorted(stored))}); use a new hydra.sweeper.study_name or hydra.sweep.dir"
+        )
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead(owner: str) -> bool:
+    """Whether ``owner`` was a process on this machine that is no longer running (one elsewhere: unknown)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        pass
+    return False
+
+
+def retry_killed(study: optuna.Study) -> int:
+    """Fail the trials a killed sweep process on this machine left RUNNING, and queue their parameters again."""
+    killed = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if _dead(t.user_attrs.get(OWNER_KEY, ""))
+    ]
+    for trial in killed:
+        study._storage.set_trial_user_attr(trial._trial_id, UNCOUNTED_KEY, "killed")
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return len(killed)
+
+
+def counted(study: optuna.Study, before: Optional[int] = None) -> int:
+    """Trials that count towards ``n_trials`` (numbered below ``before``): all but those a killed sweep left."""
+    trials = study.get_trials(deepcopy=False, states=COUNTED)
+    return sum(1 for t in trials if not t.user_attrs.get(UNCOUNTED_KEY) and (before is None or t.number < before))
+
+
+def _suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_categorical(key, dist.choices)
+
+
+def ask(
+    study: optuna.Study, space: dict[str, BaseDistribution], sampler: DictConfig, n_trials: int
+) -> Optional[optuna.Trial]:
+    """A new trial with its parameters, or None once the study holds ``n_trials``.
+
+    A seeded sampler is seeded again for each trial, with its seed plus the trial's number:
+    one sweep process repeats itself, and several on one study never propose the same stream.
+    """
+    trial = study.ask()
+    trial.set_user_attr(OWNER_KEY, _owner())
+    if counted(study, before=trial.number) >= n_trials:  # another process asked the last one first
+        trial.set_user_attr(UNCOUNTED_KEY, "surplus")
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    if sampler.get("seed") is not None:
+        study.sampler = build(sampler, seed=sampler.seed + trial.number)
+    for key, dist in space.items():
+        _suggest(trial, key, dist)
+    return trial
+
+
+def overrides(trial: optuna.Trial, fixed: dict[str, str]) -> list[str]:
+    """A trial's job overrides: its parameters, the fixed ones, and its number (for its pruning callback)."""
+    return [f"{key}={value}" for key, value in {**trial.params, **fixed}.items()] + [f"trial={trial.number}"]
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:
+    """Tell the study how the trial's run ended, from its result.json: its objective, pruned, or failed.
+
+    A run of a sweep returns NaN when it is pruned or fails (train.py's other runs go on), so its
+    record says which.
+    """
+    result = read_result(Path(job.hydra_cfg.hydra.runtime.output_dir))
+    value = job.return_value if job.status == JobStatus.COMPLETED else None
+    if result.get("status") == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    elif value is None or value != value:
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, float(value))
+
+
+PLOTS = {
+    "optuna_history.png": "plot_optimization_history",
+    "optuna_intermediate_values.png": "plot_intermediate_values",
+    "optuna_importances.png": "plot_param_importances",
+}
+
+
+def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
+    """Optuna's own plots of the study as PNG files in ``sweep_dir``; one it cannot draw yet is skipped."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as optuna_plots
+
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not finished:
+        return []
+    written = []
+    for name, plot in PLOTS.items():
+        try:
+            # Optuna switches matplotlib to its ggplot style for good; the context puts it back.
+            with warnings.catch_warnings(), matplotlib.rc_context():
+                warnings.simplefilter("ignore")  # "experimental", and no legend where there is one kind of trial
+                axes = getattr(optuna_plots, plot)(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. importances of fewer than two finished trials
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        figure.savefig(sweep_dir / name, dpi=100)
+        plt.close(figure)
+        written.append(sweep_dir / name)
+    return written
+
+
+def results(study: optuna.Study) -> dict[str, Any]:
+    """What optimization_results.yaml holds: the best trial, and how many trials ended how."""
+    states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
+    summary: dict[str, Any] = {"study": study.study_name, "trials": {s: states.count(s) for s in sorted(set(states))}}
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if finished:
+        best = study.best_trial
+        summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+    return json.loads(json.dumps(summary, default=str))

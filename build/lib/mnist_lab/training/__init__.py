@@ -1,0 +1,1 @@
+"""A training run: its checks, builders, callbacks, checkpoints and run folder."""

@@ -1,0 +1,46 @@
+"""Objects built from config: callbacks, loggers and the Trainer."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+
+from mnist_lab.hardware import skip_nvml_check_without_driver
+from mnist_lab.known_noise import hide_known_noise
+from mnist_lab.targets import build
+
+
+def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:
+    return [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
+
+
+def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
+    return [build(c) for c in (cfg.get("logger") or {}).values() if c]
+
+
+NO_VAL_CHECKPOINT = "epoch{epoch:02d}"  # ModelCheckpoint's filename when there is no validation
+
+
+def validates(cfg: DictConfig) -> bool:
+    """Whether a run validates at all: a validation set, and batches of it to run."""
+    return cfg.data.val_size > 0 and cfg.trainer.get("limit_val_batches") not in (0, 0.0)
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), **kwargs: Any) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured callbacks, then ``extra_callbacks``, and the loggers."""
+    callbacks = [*instantiate_callbacks(cfg), *extra_callbacks]
+    if not validates(cfg):
+        # Nothing to monitor: keep the last epoch's checkpoint, named without a val_acc it does not have.
+        for cb in callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                cb.monitor, cb.save_top_k, cb.filename = None, 1, NO_VAL_CHECKPOINT
+    loggers = instantiate_loggers(cfg)
+    if not loggers:  # logger=[]: Lightning refuses a learning-rate monitor with nothing to log to
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    skip_nvml_check_without_driver()
+    hide_known_noise()
+    return build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)

@@ -1,0 +1,119 @@
+"""What ``python train.py`` does with its composed config: fit, test, and keep the run's record."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_lab.data.datamodule import MNISTDataModule
+from mnist_lab.errors import ConfigError
+from mnist_lab.hardware import gpu_for_job
+from mnist_lab.hydra_job import in_sweep, job_overrides, parallel_job
+from mnist_lab.logs import get_logger
+from mnist_lab.models.classifier import DigitClassifier, read_checkpoint
+from mnist_lab.targets import build
+from mnist_lab.training.builders import build_trainer
+from mnist_lab.training.checks import validate
+from mnist_lab.training.hparams import log_hparams, run_hparams
+from mnist_lab.training.run_folder import RESULT, RunRecord, finished_result, load_run_config, resume_checkpoint
+
+log = get_logger(__name__)
+
+
+def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
+    """Check the settings, seed, and build the data and the model; nothing is read or trained yet."""
+    validate(cfg)
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path)  # refused now, not after the data is read and the Trainer built
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule, model = build(cfg.data), build(cfg.model)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in its checkpoints
+    # The summary table rounds to "3.3 M"; the exact count is what the tutorials quote.
+    log.info(f"{type(model.net).__name__}: {sum(p.numel() for p in model.net.parameters()):,} parameters")
+    return datamodule, model
+
+
+def _test(
+    cfg: DictConfig, trainer: L.Trainer, model: DigitClassifier, datamodule: MNISTDataModule, best: Optional[str]
+) -> dict[str, float]:
+    """Test the ``best`` checkpoint (None: the final weights) when the run tests and has a labelled test set."""
+    if not cfg.get("test"):
+        return {}
+    if datamodule.test_set is None:
+        log.info("Not tested: there is no labelled test set (data.test_csv with a 'label' column).")
+        return {}
+    trainer.test(model, datamodule=datamodule, ckpt_path=best)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    log.info(f"Test accuracy: {100 * metrics['test_acc']:.2f} % ({best or 'final weights'})")
+    return metrics
+
+
+def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit, then test the best checkpoint, with the configured callbacks and ``callbacks``.
+
+    Returns ``(metrics, objects)``: the run's metrics, and its cfg, datamodule, model, trainer,
+    epochs and best checkpoint (None without one).
+    """
+    datamodule, model = prepare(cfg)
+    trainer = build_trainer(cfg, extra_callbacks=callbacks)
+    log_hparams(trainer, run_hparams(cfg))
+    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(Path(cfg.output_dir))
+    if ckpt_path:
+        log.info(f"Continuing from {ckpt_path}")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
+    metrics.update(_test(cfg, trainer, model, datamodule, best))
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+    return metrics, {**objects, "epochs": trainer.current_epoch, "checkpoint": best}
+
+
+def run(cfg: DictConfig) -> Optional[float]:
+    """train() for one run of train.py: skips a finished run, records result.json, returns the objective.
+
+    In a sweep a failing run is recorded as failed and returns NaN, so the other runs go on and
+    the sweep's summary lists it; alone, the error propagates.
+    """
+    resumed = bool(cfg.get("resume"))
+    if resumed:
+        cfg = load_run_config(cfg.resume)  # its output_dir is the resumed folder: Hydra runs there
+    if parallel_job():
+        gpu_for_job(cfg.trainer, HydraConfig.get().job.num, torch.cuda.device_count())
+    run_dir, objective = Path(cfg.output_dir), cfg.get("optimized_metric")
+    done = finished_result(run_dir)
+    if done:
+        if not in_sweep():
+            raise ConfigError(
+                f"{run_dir} already holds a finished run ({RESULT}); start a new run instead of overwriting it."
+            )
+        log.info(f"Skipping {run_dir.name}: it finished before ({RESULT}).")
+        return done.get(objective)
+    if rank_zero_only.rank != 0:  # a DDP worker re-launched by Lightning: rank 0 keeps the records
+        return train(cfg)[0].get(objective)
+    record = RunRecord(run_dir, job_overrides(), resumed=resumed)
+    try:
+        metrics, objects = train(cfg)
+    except BaseException as err:
+        status = record.fail(err)
+        if status == "interrupted":
+            log.info(f"Interrupted. Continue with: python train.py resume={run_dir}")
+        elif status == "pruned":  # the sweeper reads it in result.json
+            log.info(f"Run {run_dir.name} pruned: {err}")
+            return math.nan
+        elif in_sweep():
+            log.error("Run %s failed: %s", run_dir.name, f"{type(err).__name__}: {err}")
+            return math.nan
+        raise
+    record.finish(metrics, objects["epochs"], objects["checkpoint"])
+    return metrics.get(objective)
