@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_lab.building import build
 from mnist_lab.data.augment import random_distortion, warp
 from mnist_lab.data.batching import IndexBatchSampler
 from mnist_lab.data.datamodule import MNISTDataModule
@@ -89,29 +90,35 @@ def test_a_warp_without_motion_is_the_identity():
 
 def test_soft_augmentation_blurs_its_share_of_the_images(mnist):
     x = mnist["test_x"][:400, None].float() / 255
-    soft = random_distortion(x, soft=0.5)
+    soft = random_distortion(x, {"soft": 0.5})
     changed = (soft - x).abs().flatten(1).amax(1) > 0.05
     assert 140 < int(changed.sum()) < 260 and torch.equal(soft[~changed], x[~changed])
     edges = lambda im: (im[..., 1:] - im[..., :-1]).abs().sum()  # noqa: E731 - sharp strokes have strong edges
     assert edges(soft[changed]) < 0.8 * edges(x[changed])  # detail lost
     assert 0 <= float(soft.min()) and float(soft.max()) <= 1
-    with pytest.raises(ConfigError, match=r"data.augment.soft=1.5 is not allowed"):
-        MNISTDataModule(augment={"soft": 1.5})
+
+
+@pytest.mark.parametrize(
+    "augment, message",
+    [
+        ("{soft: 1.5}", "data.augment.soft=1.5 is not allowed: input should be less than or equal to 1"),
+        ("{rotation: 10}", "data.augment.rotation=10 is not allowed: there is no such setting here"),
+        ("{degrees: -5}", "data.augment.degrees=-5 is not allowed: input should be greater than or equal to 0"),
+    ],
+)
+def test_bad_augmentation_is_refused_up_front(make_cfg, augment, message):
+    with pytest.raises(ConfigError, match=message):
+        build(make_cfg(f"data.augment={augment}").data)
 
 
 def test_elastic_warp_moves_pixels_by_at_most_its_size():
     # On a ramp whose value is the column index, a warped pixel's value says where it came from.
     ramp = torch.arange(28.0).expand(8, 1, 28, 28)
-    warped = random_distortion(ramp, elastic=2.0)
+    warped = random_distortion(ramp, {"elastic": 2.0})
     moved = (warped - ramp)[..., 4:-4, 4:-4].abs()  # away from the zero padding
     assert 0.5 < float(moved.max()) <= 2.0 + 1e-4
     assert moved.flatten(1).mean(1).unique().numel() == 8  # a field of its own for each image
     assert not torch.allclose(moved[0, 0, 0], moved[0, 0, -1])  # smooth but not rigid
-
-
-def test_unknown_augmentation_is_refused_up_front():
-    with pytest.raises(ConfigError, match=r"unknown keys \['rotation'\].*'degrees'"):
-        MNISTDataModule(augment={"rotation": 10})
 
 
 def test_sampler_shards_ranks_disjointly_and_reshuffles_each_epoch():

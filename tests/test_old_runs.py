@@ -14,9 +14,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from mnist_lab.migration import MOVED, migrate
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.models.networks import LogReg
-from mnist_lab.targets import MOVED, current_targets
 from support import ROOT, run_script
 
 OLD_RUN = ROOT / "tests" / "fixtures" / "old_logreg_run"
@@ -49,14 +49,12 @@ def test_an_old_checkpoint_loads_and_predicts():
 
 def test_moved_targets_are_mapped_at_any_depth_without_touching_the_original():
     old = OmegaConf.load(OLD_RUN / ".hydra" / "config.yaml")
-    new = current_targets(old)
+    new = migrate(old)
     assert new.model.net._target_ == "mnist_lab.models.networks.LogReg"
     assert new.trainer.plugins[0]._target_ == "mnist_lab.training.checkpoint_io.AtomicCheckpointIO"
     assert new.callbacks.epoch_history._target_ == "mnist_lab.training.callbacks.EpochHistory"
     assert old.model.net._target_ == "mnist_lab.networks.LogReg"
-    assert current_targets({"net": {"_target_": "mnist_lab.networks.CNN"}})["net"]["_target_"].startswith(
-        "mnist_lab.models."
-    )
+    assert migrate({"net": {"_target_": "mnist_lab.networks.CNN"}})["net"]["_target_"].startswith("mnist_lab.models.")
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field, NonNegativeFloat
+from typing_extensions import TypedDict
 
 # Control points of the elastic displacement field: ~7 px apart on a 28 px digit, the length over
 # which Simard et al. (2003) smooth theirs (a Gaussian of sigma 4-6 px), at a tenth of a blur's cost.
@@ -15,13 +17,24 @@ ELASTIC_POINTS = 5
 SOFT_SIDES = (8, 16)  # px: a soft image is shrunk to a side in this range and enlarged back, as a small scan is
 
 
-def random_distortion(
-    x: torch.Tensor, degrees: float = 0, translate: float = 0, scale: float = 0, elastic: float = 0, soft: float = 0
-) -> torch.Tensor:
+class Augment(TypedDict, total=False):
+    """What ``data.augment`` may hold; a key left out is 0 (off)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+
+    degrees: NonNegativeFloat  # rotation, up to this many degrees either way
+    translate: Annotated[float, Field(ge=0, le=1)]  # shift, as a share of the side
+    scale: Annotated[float, Field(ge=0, lt=1)]  # zoom in or out by up to this share
+    elastic: NonNegativeFloat  # rubber-sheet warp, in pixels
+    soft: Annotated[float, Field(ge=0, le=1)]  # the share of images blurred
+
+
+def random_distortion(x: torch.Tensor, augment: Augment) -> torch.Tensor:
     """Each image of a (B, 1, H, W) batch warped (``warp``) and, a ``soft`` share of them, blurred (``soften``)."""
+    degrees, translate, scale, elastic = (augment.get(key, 0) for key in ("degrees", "translate", "scale", "elastic"))
     if degrees or translate or scale or elastic:
         x = warp(x, degrees, translate, scale, elastic)
-    return soften(x, soft) if soft else x
+    return soften(x, augment["soft"]) if augment.get("soft") else x
 
 
 def warp(x: torch.Tensor, degrees: float, translate: float, scale: float, elastic: float) -> torch.Tensor:
@@ -53,6 +66,3 @@ def soften(x: torch.Tensor, share: float) -> torch.Tensor:
     small = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True)
     soft = F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
     return torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < share, soft, x)
-
-
-AUGMENT_KEYS = set(inspect.signature(random_distortion).parameters) - {"x"}  # what data.augment may hold

@@ -9,17 +9,19 @@ LightningModule normalises and runs the network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
+from pydantic import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
-from mnist_lab.data.augment import AUGMENT_KEYS, random_distortion
+from mnist_lab.data.augment import Augment, random_distortion
 from mnist_lab.data.batching import IndexBatchSampler, TensorBatches
 from mnist_lab.data.kaggle_csv import read_digit_csv
 from mnist_lab.data.mnist import SHIPPED_DIR, TRAIN_COUNT, load_mnist, to_unit
-from mnist_lab.errors import DataError, check
+from mnist_lab.errors import ConfigError, DataError
+from mnist_lab.validation import Seed
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -30,35 +32,17 @@ class MNISTDataModule(L.LightningDataModule):
         data_dir: Optional[str] = None,
         train_csv: Optional[str] = None,
         test_csv: Optional[str] = None,
-        val_size: int = 5000,
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        seed: Optional[int] = 0,
-        split_seed: int = 0,
-        augment: Optional[dict] = None,
-        resident_on_device: bool | str = "auto",
+        val_size: NonNegativeInt = 5000,  # 0: no validation
+        batch_size: PositiveInt = 128,
+        eval_batch_size: PositiveInt = 1000,
+        seed: Optional[Seed] = 0,
+        split_seed: Seed = 0,
+        augment: Optional[Augment] = None,
+        resident_on_device: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
-        check(batch_size >= 1, "data.batch_size", batch_size, "it must be >= 1")
-        check(eval_batch_size >= 1, "data.eval_batch_size", eval_batch_size, "it must be >= 1")
-        check(val_size >= 0, "data.val_size", val_size, "it must be >= 0 (0 disables validation)")
         if not train_csv:
             self._check_val_size(val_size, TRAIN_COUNT)
-        unknown = set(augment or ()) - AUGMENT_KEYS
-        check(
-            not unknown,
-            "data.augment",
-            dict(augment or {}),
-            f"unknown keys {sorted(unknown)}; it takes {sorted(AUGMENT_KEYS)}",
-        )
-        soft = (augment or {}).get("soft", 0)
-        check(isinstance(soft, (int, float)) and 0 <= soft <= 1, "data.augment.soft", soft, "it must be in [0, 1]")
-        check(
-            resident_on_device in (True, False, "auto"),
-            "data.resident_on_device",
-            resident_on_device,
-            "use auto, true or false",
-        )
         self.data_dir = Path(data_dir) if data_dir else SHIPPED_DIR
         self.train_csv, self.test_csv = train_csv, test_csv
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
@@ -71,12 +55,10 @@ class MNISTDataModule(L.LightningDataModule):
 
     @staticmethod
     def _check_val_size(val_size: int, train_count: int) -> None:
-        check(
-            val_size < train_count,
-            "data.val_size",
-            val_size,
-            f"it must be smaller than the {train_count} training images",
-        )
+        if val_size >= train_count:
+            raise ConfigError(
+                f"data.val_size={val_size} is not allowed: it must be smaller than the {train_count} training images."
+            )
 
     def load(self) -> dict[str, Optional[torch.Tensor]]:
         if not (self.train_csv or self.test_csv):
@@ -137,5 +119,5 @@ class MNISTDataModule(L.LightningDataModule):
             return batch
         x = to_unit(images.unsqueeze(1))
         if self.augment and self.trainer is not None and self.trainer.training:
-            x = random_distortion(x, **self.augment)
+            x = random_distortion(x, self.augment)
         return x if labels is None else (x, labels)

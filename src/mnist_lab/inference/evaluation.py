@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from mnist_lab.building import build
 from mnist_lab.errors import require
 from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
-from mnist_lab.targets import build
 from mnist_lab.training.builders import instantiate_loggers
 from mnist_lab.training.callbacks import TestFigures
 from mnist_lab.training.hparams import trained_with

@@ -4,20 +4,44 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import Required, TypedDict
 
+from mnist_lab.building import build
 from mnist_lab.data import mnist
 from mnist_lab.errors import CheckpointError
-from mnist_lab.targets import build
+from mnist_lab.migration import migrate
 
 CONFIG_KEY = "run_config"  # a checkpoint's key for the composed config of the run that saved it
+Share = Annotated[float, Field(ge=0, lt=1)]
+
+
+class Optimizer(TypedDict, total=False):
+    """Any torch optimizer's ``_partial_`` config. Torch checks these only when it builds the optimizer, after
+    the data is read, and takes lr=0 (a run that learns nothing)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="allow")  # type: ignore[misc]
+
+    lr: Required[PositiveFloat]
+    weight_decay: NonNegativeFloat
+    momentum: Share
+
+
+class Scheduler(TypedDict, total=False):
+    """A ``_partial_`` torch schedule's config; OneCycle's bounds (torch checks them after the data is read)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="allow")  # type: ignore[misc]
+
+    max_lr: PositiveFloat
+    pct_start: Annotated[float, Field(gt=0, lt=1)]
 
 
 def _plain(value: Any) -> Any:
@@ -65,18 +89,18 @@ class DigitClassifier(L.LightningModule):
     def __init__(
         self,
         net: dict,
-        optimizer: dict,
-        scheduler: Optional[dict] = None,
-        scheduler_interval: str = "step",
-        label_smoothing: float = 0.0,
+        optimizer: Optimizer,
+        scheduler: Optional[Scheduler] = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+        label_smoothing: Share = 0.0,
         mean: float = mnist.MEAN,  # part of the model, so a checkpoint carries its preprocessing
-        std: float = mnist.STD,
+        std: PositiveFloat = mnist.STD,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
         self.save_hyperparameters(logger=False)
-        self.net = build(net)  # a refused argument raises its UserError, also when a checkpoint is loaded
+        self.net = build(net, where="model.net")  # a refused argument raises its UserError, also from a checkpoint
         if channels_last:  # NHWC: oneDNN's and cuDNN's fast convolution layout (~10 % faster CNN epochs on CPU)
             self.net.to(memory_format=torch.channels_last)
         # The training metrics skip torchmetrics' input checks (a tenth of a small model's step):
@@ -202,6 +226,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: not a checkpoint of this project (it has no network config); train one with train.py."
         )
+    ckpt["hyper_parameters"], ckpt[CONFIG_KEY] = migrate(hparams), migrate(ckpt.get(CONFIG_KEY))
     return ckpt
 
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Literal, Sequence
 
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from mnist_lab.data.mnist import CLASSES, SIDE
-from mnist_lab.errors import check
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
-
-
-def _check_dropout(dropout: float) -> None:
-    check(0 <= dropout < 1, "model.net.dropout", dropout, "it must be in [0, 1)")
+Dropout = Annotated[float, Field(ge=0, lt=1)]  # the share of units dropped while training
 
 
 class CNN(nn.Sequential):
     """The tutorial's CNN: two 5x5 conv + max-pool blocks, FC 1024, dropout, FC 10 (3,274,634 parameters)."""
 
-    def __init__(self, dropout: float = 0.5, tutorial_init: bool = False) -> None:
-        _check_dropout(dropout)
+    def __init__(self, dropout: Dropout = 0.5, tutorial_init: bool = False) -> None:
         super().__init__(
             nn.Conv2d(1, 32, 5, padding=2),
             nn.ReLU(),
@@ -54,9 +50,8 @@ class DeepCNN(nn.Sequential):
     convolutions learn the down-sampling that max-pool fixes, and batch norm keeps it trainable.
     """
 
-    def __init__(self, dropout: float = 0.4, width: float = 1.0) -> None:
-        _check_dropout(dropout)
-        check(width > 0, "model.net.width", width, "it must be > 0 (it multiplies every layer's channels)")
+    def __init__(self, dropout: Dropout = 0.4, width: Annotated[float, Field(gt=0)] = 1.0) -> None:
+        # width multiplies every layer's channels
         a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
         super().__init__(
             *_conv_bn(1, a, 3),
@@ -84,11 +79,12 @@ class LogReg(nn.Sequential):
 class MLP(nn.Sequential):
     """784 -> hidden... -> 10; the default is the tutorial's 10 sigmoid units (7,960 parameters)."""
 
-    def __init__(self, hidden: Sequence[int] = (10,), activation: str = "sigmoid", dropout: float = 0.0) -> None:
-        check(activation in ACTIVATIONS, "model.net.activation", activation, f"choose one of {sorted(ACTIVATIONS)}")
-        sizes_ok = all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden)
-        check(sizes_ok, "model.net.hidden", list(hidden), "it must be a list of layer widths >= 1")
-        _check_dropout(dropout)
+    def __init__(
+        self,
+        hidden: Sequence[PositiveInt] = (10,),
+        activation: Literal[tuple(ACTIVATIONS)] = "sigmoid",  # type: ignore[valid-type]
+        dropout: Dropout = 0.0,
+    ) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
         width = SIDE * SIDE
         for size in hidden:

@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
 import uvicorn
 from omegaconf import DictConfig
+from pydantic import ConfigDict, Field, PositiveInt
+from typing_extensions import TypedDict
 
-from mnist_lab.errors import ConfigError, check, require
+from mnist_lab.errors import ConfigError, require
 from mnist_lab.inference.backends import load_network
 from mnist_lab.inference.reading import use_threads
 from mnist_lab.logs import get_logger
 from mnist_lab.serving.app import create_app
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.validation import validate
 
 log = get_logger(__name__)
 BACKLOG = 2048  # connections queued before uvicorn accepts them (its own default)
 
 
-def check_settings(cfg: DictConfig) -> None:
-    for key in ("max_bytes", "max_pixels", "max_images", "threads"):
-        check(isinstance(cfg[key], int) and cfg[key] >= 1, key, cfg[key], "it must be a whole number >= 1")
-    check(isinstance(cfg.port, int) and 0 <= cfg.port <= 65535, "port", cfg.port, "it must be in 0..65535")
-    check(isinstance(cfg.host, str) and cfg.host != "", "host", cfg.host, "it must be an address, e.g. 127.0.0.1")
+class ServeSettings(TypedDict):
+    """conf/serve.yaml's settings of the server itself."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
+
+    host: Annotated[str, Field(min_length=1)]  # an address, e.g. 127.0.0.1
+    port: Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+    max_bytes: PositiveInt
+    max_pixels: PositiveInt
+    max_images: PositiveInt
+    threads: PositiveInt
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -46,7 +56,7 @@ def bound_socket(host: str, port: int) -> socket.socket:
 
 def serve(cfg: DictConfig) -> None:
     ckpt_path = Path(require(cfg, "ckpt_path", "python serve.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt"))
-    check_settings(cfg)
+    validate(ServeSettings, {key: cfg.get(key) for key in ServeSettings.__annotations__})
     sock = bound_socket(cfg.host, cfg.port)
     use_threads(cfg.threads)
     network = load_network(ckpt_path, cfg.backend, cfg.onnx_path)

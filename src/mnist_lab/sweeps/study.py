@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
-from mnist_lab.targets import build
 from mnist_lab.training.run_folder import read_result
 
 SPACE_KEY = "search_space"  # the study's user attribute that holds the search space it was created with

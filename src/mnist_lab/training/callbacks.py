@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, OnExceptionCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from pydantic import NonNegativeInt
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mnist_lab import figures
@@ -31,7 +32,10 @@ class ProgressBar(TQDMProgressBar):
     """
 
     def __init__(
-        self, show: tuple[str, ...] = ("train_loss_step", "train_acc_step"), refresh_rate: int = 1, **kwargs: Any
+        self,
+        show: tuple[str, ...] = ("train_loss_step", "train_acc_step"),
+        refresh_rate: NonNegativeInt = 1,
+        **kwargs: Any,
     ) -> None:
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.show = tuple(show)
@@ -60,7 +64,7 @@ class ProgressBar(TQDMProgressBar):
 class WeightHistograms(Callback):
     """A histogram of every layer's weights and biases every ``every_n_epochs`` (0: never)."""
 
-    def __init__(self, every_n_epochs: int = 1) -> None:
+    def __init__(self, every_n_epochs: NonNegativeInt = 1) -> None:  # 0: never
         self.every_n_epochs = every_n_epochs
 
     @rank_zero_only
@@ -130,7 +134,7 @@ class EpochHistory(Callback):
 class TestFigures(Callback):
     """After testing: confusion matrix, misclassified digits and sample predictions, to TensorBoard and PNG."""
 
-    def __init__(self, dirpath: str, max_images: int = 64) -> None:
+    def __init__(self, dirpath: str, max_images: NonNegativeInt = 64) -> None:
         self.dirpath, self.max_images = Path(dirpath), max_images
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

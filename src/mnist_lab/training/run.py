@@ -13,24 +13,24 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lab.building import build
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import ConfigError
 from mnist_lab.hardware import gpu_for_job
 from mnist_lab.hydra_job import in_sweep, job_overrides, parallel_job
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import DigitClassifier, read_checkpoint
-from mnist_lab.targets import build
 from mnist_lab.training.builders import build_trainer
-from mnist_lab.training.checks import validate
 from mnist_lab.training.hparams import log_hparams, run_hparams
 from mnist_lab.training.run_folder import RESULT, RunRecord, finished_result, load_run_config, resume_checkpoint
+from mnist_lab.training.settings import validate_run
 
 log = get_logger(__name__)
 
 
 def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
     """Check the settings, seed, and build the data and the model; nothing is read or trained yet."""
-    validate(cfg)
+    validate_run(cfg)
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path)  # refused now, not after the data is read and the Trainer built
     if cfg.get("torch_threads"):
