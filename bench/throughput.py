@@ -143,7 +143,7 @@ def device_name(device: str) -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "logreg"])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs, after one warm-up epoch")
@@ -155,46 +155,33 @@ def main() -> None:
         "--turn-steps", type=int, default=None, help="steps per turn; 0: an epoch (default: 1 on CPU, 0 on GPU)"
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. model.optimizer.fused=false")
-    args = parser.parse_args()
-    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    turn = args.turn_steps if args.turn_steps is not None else 0 if device == "cuda" else 1
-    register_resolvers()
-    print(
-        f"device: {device_name(device)}; torch {torch.__version__}, lightning {L.__version__}; "
-        f"{'compiled, ' if args.compile else ''}turns of {turn or 'an epoch of'} steps"
-    )
-    rows = []
-    for name in args.models:
-        overrides = [
-            f"model={name}",
-            f"trainer.max_epochs={args.repeats + 1}",
-            "trainer.limit_val_batches=0",
-            "seed=0",
-            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-            "test=false",
-        ]
-        overrides += [f"trainer.precision={args.precision}"] if args.precision else []
-        overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
-        with tempfile.TemporaryDirectory() as out:
-            cfg = compose_config(*overrides, *args.overrides, f"output_dir={out}")
-            plain, lightning, images = take_turns(cfg, args.compile, turn)
-        p_epochs, l_epochs = ([sum(s for s, _ in turns) for turns in side] for side in (plain, lightning))
-        epoch_ratios = [l_s / p_s for p_s, l_s in zip(p_epochs, l_epochs)]
-        step_ms = [1000 * statistics.median([s / n for turns in side for s, n in turns]) for side in (plain, lightning)]
-        rows.append(
-            (
-                name,
-                cfg.trainer.precision,
-                cfg.data.batch_size,
-                images,
-                statistics.median(p_epochs),
-                statistics.median(l_epochs),
-                sum(l_epochs) / sum(p_epochs),
-                min(epoch_ratios),
-                max(epoch_ratios),
-                *step_ms,
-            )
-        )
+    return parser.parse_args()
+
+
+def measure(name: str, args: argparse.Namespace, device: str, turn: int) -> tuple:
+    """One model's row: its settings, and plain against Lightning per epoch and per step."""
+    overrides = [
+        f"model={name}",
+        f"trainer.max_epochs={args.repeats + 1}",
+        "trainer.limit_val_batches=0",
+        "seed=0",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+        "test=false",
+    ]
+    overrides += [f"trainer.precision={args.precision}"] if args.precision else []
+    overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config(*overrides, *args.overrides, f"output_dir={out}")
+        plain, lightning, images = take_turns(cfg, args.compile, turn)
+    p_epochs, l_epochs = ([sum(s for s, _ in turns) for turns in side] for side in (plain, lightning))
+    epoch_ratios = [l_s / p_s for p_s, l_s in zip(p_epochs, l_epochs)]
+    step_ms = [1000 * statistics.median([s / n for turns in side for s, n in turns]) for side in (plain, lightning)]
+    medians = (statistics.median(p_epochs), statistics.median(l_epochs))
+    ratios = (sum(l_epochs) / sum(p_epochs), min(epoch_ratios), max(epoch_ratios))
+    return (name, cfg.trainer.precision, cfg.data.batch_size, images, *medians, *ratios, *step_ms)
+
+
+def print_table(rows: list[tuple]) -> None:
     print(
         f"\n{'model':<7} {'precision':<10} {'batch':>5} {'plain img/s':>12} {'lightning img/s':>16} "
         f"{'plain s/epoch':>14} {'lightning s/epoch':>18} {'ratio':>6} {'epochs':>11} {'step ms':>13}"
@@ -208,6 +195,18 @@ def main() -> None:
         "s/epoch: median over the timed epochs; ratio: all timed Lightning time / all timed plain time;"
         " epochs: the range of the per-epoch ratios; step ms: median turn / its steps, plain/Lightning"
     )
+
+
+def main() -> None:
+    args = arguments()
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    turn = args.turn_steps if args.turn_steps is not None else 0 if device == "cuda" else 1
+    register_resolvers()
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}, lightning {L.__version__}; "
+        f"{'compiled, ' if args.compile else ''}turns of {turn or 'an epoch of'} steps"
+    )
+    print_table([measure(name, args, device, turn) for name in args.models])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ needed, draws the learning curves and the sweep summary.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -18,6 +19,7 @@ from torchvision.utils import make_grid
 from mnist_lab.data.mnist import SIDE
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 ZOOM, CAPTION, GAP = 2, 14, 6  # each digit drawn at 2 x SIDE px, a caption strip below it, space between tiles
@@ -138,6 +140,60 @@ def _numbers(values: Sequence) -> list[float] | None:
         return None
 
 
+@dataclass
+class Runs:
+    """A sweep's runs as the summary plot shows them: objective reached, finished or pruned, the best."""
+
+    objective: Sequence
+    done: list[bool]  # finished: a candidate for best
+    stopped: list[bool]  # pruned, at the objective it reached
+    failed: list[bool]  # no objective: drawn as crosses below every other run
+    best: int | None
+    floor: float
+
+    @classmethod
+    def of(cls, objective: Sequence, pruned: Sequence[bool]) -> Runs:
+        pruned = list(pruned) or [False] * len(objective)
+        reached = [y is not None and y == y for y in objective]
+        done = [ok and not p for ok, p in zip(reached, pruned)]
+        finished = [y for y, ok in zip(objective, reached) if ok]
+        best = max((i for i, ok in enumerate(done) if ok), key=lambda i: objective[i], default=None)
+        low, high = (min(finished), max(finished)) if finished else (0.0, 0.0)
+        floor = low - 0.1 * ((high - low) or 0.01)
+        stopped = [ok and p for ok, p in zip(reached, pruned)]
+        return cls(objective, done, stopped, [not ok for ok in reached], best, floor)
+
+
+def _picked(values: Sequence, chosen: Sequence[bool]) -> list:
+    return [v for v, ok in zip(values, chosen) if ok]
+
+
+def _panel(ax: Axes, param: str, values: list, runs: Runs, name: str, log: bool) -> None:
+    """One swept parameter's panel: finished dots, pruned rings, the best run's star, failed runs' crosses."""
+    from matplotlib.ticker import MaxNLocator
+
+    numbers = _numbers(values)
+    xs = numbers or [str(v) for v in values]
+    ax.scatter(_picked(xs, runs.done), _picked(runs.objective, runs.done), label="finished")
+    if any(runs.stopped):
+        ys = _picked(runs.objective, runs.stopped)
+        ax.scatter(_picked(xs, runs.stopped), ys, facecolors="none", edgecolors="grey", label="pruned")
+    if runs.best is not None:
+        star = {"marker": "*", "s": 250, "color": "gold", "edgecolor": "black", "zorder": 3}
+        ax.scatter([xs[runs.best]], [runs.objective[runs.best]], label="best", **star)
+    if any(runs.failed):
+        crosses = _picked(xs, runs.failed)
+        ax.scatter(crosses, [runs.floor] * len(crosses), marker="x", color="red", label="failed")
+    if log:
+        ax.set_xscale("log")
+        ax.tick_params(axis="x", which="both", labelrotation=45)  # 2x10^-2, 3x10^-2...: side by side they overlap
+    elif numbers and all(x.is_integer() for x in numbers):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel=param, ylabel=name)
+    ax.margins(0.1)  # the best run's star stays inside the frame
+    ax.grid(alpha=0.3)
+
+
 def objective_plot(
     params: dict[str, list],
     objective: Sequence,
@@ -148,58 +204,10 @@ def objective_plot(
     """The objective against each swept parameter, one panel each: the best run starred, ``pruned`` runs
     hollow grey at the objective they reached, failed runs (objective None or NaN) as red crosses along
     the bottom. A log axis only for ``log_params``."""
-    plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    pruned = list(pruned) or [False] * len(objective)
-    reached = [y is not None and y == y for y in objective]
-    done = [ok and not p for ok, p in zip(reached, pruned)]
-    stopped = [ok and p for ok, p in zip(reached, pruned)]
-    finished = [y for y, ok in zip(objective, reached) if ok]
-    best = max((i for i, ok in enumerate(done) if ok), key=lambda i: objective[i], default=None)
-    low, high = (min(finished), max(finished)) if finished else (0.0, 0.0)
-    floor = low - 0.1 * ((high - low) or 0.01)  # below every finished run
-    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
+    runs = Runs.of(objective, pruned)
+    fig, axes = pyplot().subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
     for ax, (param, values) in zip(axes[0], params.items()):
-        numbers = _numbers(values)
-        xs = numbers or [str(v) for v in values]
-        ax.scatter([x for x, ok in zip(xs, done) if ok], [y for y, ok in zip(objective, done) if ok], label="finished")
-        if any(stopped):
-            ax.scatter(
-                [x for x, ok in zip(xs, stopped) if ok],
-                [y for y, ok in zip(objective, stopped) if ok],
-                facecolors="none",
-                edgecolors="grey",
-                label="pruned",
-            )
-        if best is not None:
-            ax.scatter(
-                [xs[best]],
-                [objective[best]],
-                marker="*",
-                s=250,
-                color="gold",
-                edgecolor="black",
-                zorder=3,
-                label="best",
-            )
-        if not all(reached):
-            ax.scatter(
-                [x for x, ok in zip(xs, reached) if not ok],
-                [floor] * reached.count(False),
-                marker="x",
-                color="red",
-                label="failed",
-            )
-        if param in set(log_params):
-            ax.set_xscale("log")
-            ax.tick_params(axis="x", which="both", labelrotation=45)  # 2x10^-2, 3x10^-2...: side by side they overlap
-        elif numbers and all(x.is_integer() for x in numbers):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel(param)
-        ax.set_ylabel(name)
-        ax.margins(0.1)  # the best run's star stays inside the frame
-        ax.grid(alpha=0.3)
+        _panel(ax, param, values, runs, name, param in set(log_params))
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional
 
 import anyio
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import APIRouter, FastAPI, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -81,39 +82,24 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(
-    network: Network, ckpt_path: Path, max_bytes: int, max_pixels: int, max_images: int, threads: int = 1
-) -> FastAPI:
-    """``threads``: the torch threads one image's network uses."""
-    app = FastAPI(title="mnist-lab", summary="Recognise a handwritten digit", docs_url="/docs", redoc_url=None)
-    facts = model_facts(network, ckpt_path)
+@dataclass
+class Reader:
+    """What the routes share: the network, the limits, and as many images read at once as the cores hold
+    (more threads would only queue for the GIL)."""
 
-    app.add_middleware(
-        BodyLimit, limit=max_bytes * max_images, advice=f"send at most {max_images} images of {max_bytes} bytes"
-    )
+    network: Network
+    facts: dict[str, Any]
+    max_bytes: int
+    max_pixels: int
+    max_images: int
+    limiter: anyio.CapacityLimiter
 
-    @app.exception_handler(RequestValidationError)
-    async def malformed(request: Request, err: RequestValidationError) -> JSONResponse:
-        return refusal(
-            400,
-            "send images as multipart form files named 'images': curl -F images=@digit.png "
-            f"{request.url_for('predict')}",
-        )
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/model")
-    def model() -> dict[str, Any]:
-        return facts
-
-    def read(name: str, data: bytes) -> tuple[dict[str, Any], Optional[tuple[int, str]]]:
+    def read(self, name: str, data: bytes) -> tuple[dict[str, Any], Optional[tuple[int, str]]]:
         """The JSON of one image, and its (status, message) if it cannot be read."""
         try:
-            if len(data) > max_bytes:
-                raise ImageTooLarge(f"image too large ({len(data)} bytes, over the limit of {max_bytes})")
-            return reading_json(name, read_digit(network, data, max_pixels)), None
+            if len(data) > self.max_bytes:
+                raise ImageTooLarge(f"image too large ({len(data)} bytes, over the limit of {self.max_bytes})")
+            return reading_json(name, read_digit(self.network, data, self.max_pixels)), None
         except InputError as err:
             error = err.status, str(err)
         except Exception as err:  # noqa: BLE001 - a decoder's own failure on a crafted file is still bad input
@@ -121,23 +107,56 @@ def create_app(
             error = 400, f"not a readable image ({type(err).__name__})"
         return {"name": name, "error": error[1]}, error
 
-    # As many images read at once as the cores hold: more threads would only queue for the GIL.
-    readers = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // threads))
 
-    @app.post("/predict", name="predict")
-    async def predict(images: list[UploadFile]) -> JSONResponse:
-        """Each image: the digit, the ten probabilities, the 28x28 the network saw; or its error."""
-        if len(images) > max_images:
-            return refusal(413, f"{len(images)} images in one request; send at most {max_images}")
-        results, errors = [], []
-        for image in images:
-            name = image.filename or "image"
-            result, error = await anyio.to_thread.run_sync(read, name, await image.read(), limiter=readers)
-            results.append(result)
-            errors += [(error[0], f"{name}: {error[1]}")] if error else []
-        if errors:
-            return refusal(*errors[0], results=results)
-        return JSONResponse({"results": results})
+routes = APIRouter()
 
+
+@routes.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@routes.get("/model")
+def model(request: Request) -> dict[str, Any]:
+    return request.app.state.reader.facts
+
+
+@routes.post("/predict", name="predict")
+async def predict(request: Request, images: list[UploadFile]) -> JSONResponse:
+    """Each image: the digit, the ten probabilities, the 28x28 the network saw; or its error."""
+    reader: Reader = request.app.state.reader
+    if len(images) > reader.max_images:
+        return refusal(413, f"{len(images)} images in one request; send at most {reader.max_images}")
+    results, errors = [], []
+    for image in images:
+        name = image.filename or "image"
+        result, error = await anyio.to_thread.run_sync(reader.read, name, await image.read(), limiter=reader.limiter)
+        results.append(result)
+        errors += [(error[0], f"{name}: {error[1]}")] if error else []
+    if errors:
+        return refusal(*errors[0], results=results)
+    return JSONResponse({"results": results})
+
+
+async def malformed(request: Request, err: RequestValidationError) -> JSONResponse:
+    return refusal(
+        400,
+        f"send images as multipart form files named 'images': curl -F images=@digit.png {request.url_for('predict')}",
+    )
+
+
+def create_app(
+    network: Network, ckpt_path: Path, max_bytes: int, max_pixels: int, max_images: int, threads: int = 1
+) -> FastAPI:
+    """``threads``: the torch threads one image's network uses."""
+    app = FastAPI(title="mnist-lab", summary="Recognise a handwritten digit", docs_url="/docs", redoc_url=None)
+    limiter = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // threads))
+    facts = model_facts(network, ckpt_path)
+    app.state.reader = Reader(network, facts, max_bytes, max_pixels, max_images, limiter)
+    app.add_middleware(
+        BodyLimit, limit=max_bytes * max_images, advice=f"send at most {max_images} images of {max_bytes} bytes"
+    )
+    app.add_exception_handler(RequestValidationError, malformed)
+    app.include_router(routes)
     app.mount("/", StaticFiles(directory=str(PAGE), html=True), name="page")
     return app

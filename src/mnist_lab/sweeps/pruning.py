@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mnist_lab.errors import ConfigError
-from mnist_lab.sweeps.study import open_study
+from mnist_lab.sweeps.study import open_study, running_trial
 from mnist_lab.training.run_folder import PRUNED_AT
 
 
@@ -24,9 +24,7 @@ class TrialPruning(PyTorchLightningPruningCallback):
     def __init__(self, trial: Optional[int], monitor: str = "val_acc") -> None:
         if trial is None or not HydraConfig.initialized():
             raise ConfigError("trial=None is not allowed: sweep=optuna gives each of its runs a trial number")
-        study = open_study(HydraConfig.get().sweeper)
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial)
-        super().__init__(optuna.Trial(study, trial_id), monitor)
+        super().__init__(running_trial(open_study(HydraConfig.get().sweeper), trial), monitor)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         try:

@@ -134,6 +134,16 @@ def _dead(owner: str) -> bool:
     return False
 
 
+def running_trial(study: optuna.Study, number: int) -> optuna.Trial:
+    """Trial ``number`` of ``study`` as a live ``optuna.Trial``, from any process (a run's pruning callback).
+
+    The one use of Optuna's private API: a Trial is made from the storage's internal trial id, and no
+    public call maps a trial's number to it (``ask`` only makes new trials).
+    """
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.Trial(study, trial_id)
+
+
 def retry_killed(study: optuna.Study) -> int:
     """Fail the trials a killed sweep process on this machine left RUNNING, and queue their parameters again."""
     killed = [
@@ -142,7 +152,7 @@ def retry_killed(study: optuna.Study) -> int:
         if _dead(t.user_attrs.get(OWNER_KEY, ""))
     ]
     for trial in killed:
-        study._storage.set_trial_user_attr(trial._trial_id, UNCOUNTED_KEY, "killed")
+        running_trial(study, trial.number).set_user_attr(UNCOUNTED_KEY, "killed")
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
     return len(killed)
