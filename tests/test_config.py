@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from mnist_lab import hardware
 from mnist_lab.errors import ConfigError
 from mnist_lab.training.builders import build_trainer
+from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
 from mnist_lab.training.run import prepare
 from mnist_lab.training.settings import validate_run
 from support import CONF
@@ -37,6 +38,11 @@ def test_every_config_option_composes_and_instantiates(make_cfg, override, tmp_p
     for section in ("logger", "callbacks"):
         for conf in (cfg.get(section) or {}).values():
             assert isinstance(instantiate(conf), get_class(conf._target_))
+
+
+def test_the_trainer_writes_checkpoints_atomically_as_configured(make_cfg):
+    trainer = build_trainer(make_cfg())
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
 from mnist_lab.models.classifier import DigitClassifier
 from mnist_lab.models.networks import CNN, MLP, DeepCNN, LogReg
@@ -35,8 +38,34 @@ def test_tutorial_init_uses_truncated_normal_and_constant_bias():
 
 @pytest.mark.parametrize("network", [CNN, DeepCNN, MLP])
 def test_every_network_refuses_dropout_outside_unit_interval(network):
-    with pytest.raises(ConfigError, match=r"model.net.dropout=1.0 is not allowed: it must be in \[0, 1\)"):
-        network(dropout=1.0)
+    target = f"{network.__module__}.{network.__name__}"
+    with pytest.raises(ConfigError, match="model.net.dropout=1.0 is not allowed: input should be less than 1"):
+        build({"_target_": target, "dropout": 1.0}, where="model.net")
+
+
+class LossProbe(L.Callback):
+    """The loss a training step returns, and what cross-entropy with ``smoothing`` gives for the same batch."""
+
+    def __init__(self, smoothing: float) -> None:
+        self.smoothing, self.pairs = smoothing, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch = batch
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        x, y = self.batch
+        with torch.no_grad():
+            expected = F.cross_entropy(pl_module(x), y, label_smoothing=self.smoothing)
+        self.pairs.append((float(loss), float(expected)))
+
+
+def test_label_smoothing_reaches_the_training_loss(make_cfg):
+    from mnist_lab.training.run import train
+
+    probe = LossProbe(smoothing=0.3)
+    cfg = make_cfg("model=logreg", "+model.label_smoothing=0.3", "debug=fast", "data.batch_size=64", "test=false")
+    train(cfg, callbacks=[probe])
+    assert probe.pairs and all(loss == pytest.approx(expected, rel=1e-5) for loss, expected in probe.pairs)
 
 
 def test_piecewise_lr_gives_one_rate_per_epoch():

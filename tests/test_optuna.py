@@ -12,11 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 optuna = pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
 
 from mnist_lab.errors import ConfigError  # noqa: E402
-from mnist_lab.sweeps.study import distribution  # noqa: E402
+from mnist_lab.sweeps.study import ask, counted, distribution  # noqa: E402
 from support import run_script, start_script  # noqa: E402
 
 TINY = [
@@ -34,6 +35,17 @@ TINY = [
 def study(storage: Path, name: str = "logreg") -> optuna.Study:
     journal = optuna.storages.journal.JournalFileBackend(str(storage))
     return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(journal))
+
+
+def test_a_study_that_holds_n_trials_asks_no_more(tmp_path: Path):
+    """Several sweep processes on one study: whoever asks past n_trials gets no trial, and none is counted."""
+    journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    shared = optuna.create_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
+    space = {"lr": distribution("lr", "interval(0.1, 1.0)")}
+    sampler = OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": None})
+    asked = [ask(shared, space, sampler, n_trials=2) for _ in range(3)]
+    assert [t is not None for t in asked] == [True, True, False]
+    assert counted(shared) == 2 and len(shared.trials) == 3  # the third is recorded, as surplus
 
 
 def results(sweep_dir: Path) -> list[dict]:

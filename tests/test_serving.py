@@ -17,6 +17,7 @@ from PIL import Image
 from mnist_lab.errors import InputError
 from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.inference.reading import read_digit
+from mnist_lab.models.classifier import DigitClassifier
 from support import run_script, start_server
 from support.drawings import write_canvas_drawings
 from support.photos import write_photos
@@ -129,6 +130,16 @@ def test_malformed_requests_are_refused_in_json(client, drawings):
     assert chunked.status_code == 411
     assert client.get("/nothing-here").status_code == 404
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_a_body_over_its_limit_is_refused_before_it_is_read(tmp_path: Path):
+    limits = {"max_bytes": 1000, "max_pixels": 10_000, "max_images": 2}
+    model = DigitClassifier(net={"_target_": "mnist_lab.models.networks.LogReg"}, optimizer={"lr": 0.1})
+    small = TestClient(create_app(Network(model), tmp_path / "untrained.ckpt", **limits))
+    over = small.post("/predict", content=b"x" * 2001, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert over.status_code == 413 and "request too large (2001 bytes, over 2000)" in over.json()["error"]
+    within = small.post("/predict", content=b"x" * 2000, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert within.status_code == 400  # read, and refused as a malformed form
 
 
 @pytest.mark.slow  # serve.py as a process
