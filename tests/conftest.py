@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
+from filelock import FileLock
 from omegaconf import DictConfig
 
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
@@ -47,12 +49,7 @@ def mnist() -> dict[str, torch.Tensor]:
     return load_mnist(SHIPPED_DIR, download=False)
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> dict:
-    """A CNN trained briefly through train.py (~97 % accurate): its run folder, checkpoint and test accuracy."""
-    import re
-
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
+def _train_briefly(run_dir: Path) -> None:
     result = run_script(
         "train.py",
         "trainer.accelerator=cpu",
@@ -60,9 +57,36 @@ def trained_run(tmp_path_factory) -> dict:
         "trainer.limit_train_batches=120",
         "trainer.limit_val_batches=1",
         "callbacks.progress_bar.refresh_rate=0",
+        f"torch_threads={os.cpu_count()}",  # the other workers wait for it, or soon will
         f"hydra.run.dir={run_dir}",
         cwd=run_dir.parent,
+        env={**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    accuracy = float(re.search(r"Test accuracy: ([\d.]+) %", result.stdout).group(1)) / 100
-    return {"dir": run_dir, "ckpt": next((run_dir / "checkpoints").glob("epoch*.ckpt")), "test_acc": accuracy}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, worker_id) -> dict:
+    """A CNN trained briefly through train.py (~98 % accurate): its run folder, checkpoint and test accuracy.
+
+    Trained once per session: pytest -n N's workers share it through a lock in their common folder.
+    """
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    run_dir = shared / "trained_run"
+    with FileLock(shared / "trained_run.lock"):
+        if not (run_dir / "result.json").is_file():
+            _train_briefly(run_dir)
+    result = json.loads((run_dir / "result.json").read_text())
+    return {"dir": run_dir, "ckpt": next((run_dir / "checkpoints").glob("epoch*.ckpt")), "test_acc": result["test_acc"]}
+
+
+@pytest.fixture(scope="session")
+def one_batch_run(tmp_path_factory) -> dict:
+    """A CNN trained on one batch, in this process: a real run folder and checkpoint where any checkpoint serves."""
+    from mnist_lab.training.run import run
+
+    run_dir = tmp_path_factory.mktemp("one_batch") / "run"
+    limits = ("trainer.max_epochs=1", *(f"trainer.limit_{stage}_batches=1" for stage in ("train", "val", "test")))
+    run(compose_config(f"output_dir={run_dir}", "trainer.accelerator=cpu", "logger=[]", *limits))
+    result = json.loads((run_dir / "result.json").read_text())
+    return {"dir": run_dir, "ckpt": next((run_dir / "checkpoints").glob("epoch*.ckpt")), "test_acc": result["test_acc"]}

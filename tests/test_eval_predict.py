@@ -193,6 +193,7 @@ def test_train_refuses_a_file_that_is_not_a_checkpoint_in_one_line(tmp_path: Pat
     assert json.loads(next((tmp_path / "outputs" / "runs").glob("*/result.json")).read_text())["status"] == "failed"
 
 
+@pytest.mark.slow  # a trained CNN: train.py as a subprocess
 def test_soft_blurry_digits_keep_their_strokes(trained_run, mnist):
     network = Network(load_classifier(trained_run["ckpt"]))
     rng = np.random.default_rng(0)

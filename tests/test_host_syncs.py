@@ -15,7 +15,7 @@ from support.host_reads import CountHostReads, HostReads
 def test_a_training_step_reads_nothing_back_but_on_logging_steps(make_cfg, model):
     cfg = make_cfg(
         f"model={model}",
-        "data.batch_size=32",
+        "data.batch_size=8",  # what is counted does not grow with the batch
         "trainer.max_steps=100",
         "trainer.limit_val_batches=0",
         "test=false",

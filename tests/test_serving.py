@@ -37,13 +37,13 @@ def png(image: Image.Image) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def network(trained_run) -> Network:
-    return load_network(trained_run["ckpt"])
+def network(one_batch_run) -> Network:
+    return load_network(one_batch_run["ckpt"])
 
 
 @pytest.fixture(scope="module")
-def client(network, trained_run) -> TestClient:
-    return TestClient(create_app(network, trained_run["ckpt"], **LIMITS))
+def client(network, one_batch_run) -> TestClient:
+    return TestClient(create_app(network, one_batch_run["ckpt"], **LIMITS))
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +55,13 @@ def post(client: TestClient, *images: tuple[str, bytes]):
     return client.post("/predict", files=[("images", (name, data, "image/png")) for name, data in images])
 
 
-def test_health_and_model_describe_the_checkpoint(client, trained_run):
+def test_health_and_model_describe_the_checkpoint(client, one_batch_run):
     assert client.get("/health").json() == {"status": "ok"}
     facts = client.get("/model").json()
-    assert facts["checkpoint"] == str(trained_run["ckpt"])
+    assert facts["checkpoint"] == str(one_batch_run["ckpt"])
     assert facts["network"] == "CNN" and facts["parameters"] == 3_274_634 and facts["backend"] == "torch"
     assert "model=CNN" in facts["trained_with"] and "max_epochs=1" in facts["trained_with"]
-    assert facts["test_acc"] == pytest.approx(trained_run["test_acc"], abs=1e-4)  # from the run's result.json
+    assert facts["test_acc"] == pytest.approx(one_batch_run["test_acc"], abs=1e-4)  # from the run's result.json
 
 
 def test_the_page_and_its_files_are_served(client):
@@ -84,6 +84,11 @@ def test_predict_reads_drawings_as_predict_py_does(client, network, drawings):
         seen = torch.tensor(result["seen"])
         assert seen.shape == (28, 28) and seen.max() == 255
         assert torch.equal(seen, (reading.seen * 255).round().int())
+
+
+@pytest.mark.slow  # a trained CNN: train.py as a subprocess
+def test_the_api_reads_canvas_drawings_right(trained_run, drawings):
+    client = TestClient(create_app(load_network(trained_run["ckpt"]), trained_run["ckpt"], **LIMITS))
     right = [post(client, (p.name, p.read_bytes())).json()["results"][0]["digit"] == label for p, label in drawings]
     assert sum(right) >= 11  # the briefly trained CNN
 
@@ -239,7 +244,8 @@ def shown_digit(page) -> str:
 
 
 @pytest.mark.slow  # serve.py as a process, and a browser
-def test_the_page_reads_a_drawn_digit_and_an_uploaded_photo_in_chromium(server, mnist, network, tmp_path: Path):
+def test_the_page_reads_a_drawn_digit_and_an_uploaded_photo_in_chromium(server, mnist, trained_run, tmp_path: Path):
+    network = load_network(trained_run["ckpt"])
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("the browser test needs Debian's chromium: apt-get install -y chromium (.ci/run installs it)")
