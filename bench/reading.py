@@ -2,7 +2,7 @@
 
     python bench/reading.py ckpt_path=<file.ckpt> [n=1000] [save=sheet.png]
 
-Renders MNIST test digits the network never trained on as phone photos (mnist_lab/testing/photos.py), drawings
+Renders MNIST test digits the network never trained on as phone photos (tests/support/photos.py), drawings
 and canvas drawings (drawings.py), and soft, blurry scans shrunk to 8, 10, 12 and 28 px (soft.py: digits 0-299),
 prepares each as predict.py does, and classifies them. ``save`` writes the 28x28 inputs of the first 12 of each
 set, as the network saw them, to a PNG, one row a set.
