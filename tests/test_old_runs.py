@@ -70,4 +70,6 @@ def test_an_old_killed_run_resumes_in_its_folder_and_keeps_its_record(tmp_path: 
     assert len(record["resumed"]) == 1
     assert "Test accuracy:" in (run_dir / "train.log").read_text()  # the log file gets what the terminal shows
     ckpt = torch.load(record["checkpoint"], weights_only=True)
-    assert ckpt["run_config"]["model"]["net"]["_target_"] == "mnist_lab.networks.LogReg"  # the run's own config
+    old = OmegaConf.load(OLD_RUN / ".hydra" / "config.yaml")
+    assert ckpt["run_config"]["seed"] == old.seed and ckpt["run_config"]["test"] == old.test  # its own
+    assert ckpt["run_config"]["model"]["net"]["_target_"] == "mnist_lab.models.networks.LogReg"  # migrated

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.errors import ConfigError
+from mnist_lab.migration import migrate
 
 RESULT = "result.json"
 PRUNED_AT = "pruned_at_epoch"  # what a pruned run logs (TensorBoard's HPARAMS tab shows it)
@@ -90,7 +91,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
         raise ConfigError(
             f"resume={run_dir} is not a run folder: it has no .hydra/config.yaml (look in outputs/runs/)."
         )
-    cfg = OmegaConf.load(path)
+    cfg = migrate(OmegaConf.load(path))  # a folder written before a class moved names where it was
     cfg.resume = str(run_dir)
     return cfg
 
