@@ -1,1 +1,0 @@
-"""Using a trained model: testing a checkpoint, and reading a user's digit images."""

@@ -1,1 +1,0 @@
-"""The networks and the LightningModule that trains them; a checkpoint rebuilds both."""

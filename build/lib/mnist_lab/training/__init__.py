@@ -1,1 +1,0 @@
-"""A training run: its checks, builders, callbacks, checkpoints and run folder."""
