@@ -230,3 +230,23 @@ def test_empty_or_headless_csv_is_refused(tmp_path: Path):
         read_digit_csv(tmp_path / "narrow.csv")
     with pytest.raises(DataError, match="no such CSV"):
         read_digit_csv(tmp_path / "missing.csv")
+
+
+@pytest.mark.slow  # builds the wheel: pip install . (not editable) must still find MNIST
+def test_the_wheel_ships_mnist_beside_the_reader(tmp_path: Path):
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from support import ROOT
+
+    # A clean copy: an editable install's egg-info would add every file it once listed.
+    left_out = shutil.ignore_patterns(".*", "*.egg-info", "build", "outputs", "tests", "bench", "__pycache__")
+    checkout = shutil.copytree(ROOT, tmp_path / "checkout", ignore=left_out)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*build, str(checkout)], check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("mnist_lab-*.whl"))).namelist()
+    shipped = SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[2])  # mnist_lab/data/mnist_files
+    assert {f"{shipped.as_posix()}/{spec.name}.gz" for spec in FILES.values()} <= set(names)
+    assert not [n for n in names if n.startswith(("support/", "tests/"))]  # what only the tests use stays out
