@@ -186,10 +186,10 @@ def test_nvml_check_is_dropped_only_where_the_driver_is_missing(monkeypatch):
 
 @pytest.mark.parametrize("gpus, expected", [(4, [[0], [1], [2], [3], [0], [1]]), (1, [1] * 6), (0, [1] * 6)])
 def test_side_by_side_jobs_spread_over_the_gpus(make_cfg, gpus, expected):
-    devices = []
+    devices, base = [], make_cfg("trainer=gpu" if gpus else "trainer=cpu")
+    base.trainer.accelerator = "gpu" if gpus else "cpu"  # the fixture pins the CPU
     for job in range(6):
-        cfg = make_cfg("trainer=gpu" if gpus else "trainer=cpu")
-        cfg.trainer.accelerator = "gpu" if gpus else "cpu"  # the fixture pins the CPU
+        cfg = base.copy()
         hardware.gpu_for_job(cfg.trainer, job, gpus)
         devices.append(cfg.trainer.devices)
     assert devices == expected
