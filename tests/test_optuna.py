@@ -209,3 +209,40 @@ def test_optuna_dashboard_lists_the_study_and_its_trials(tmp_path: Path):
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=30)
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_a_trial_the_pruner_would_stop_at_its_last_epoch_finishes_and_is_tested(tmp_path: Path):
+    """A stored trial that reached 100 % makes the median pruner fire at epoch 0, which is the last one here."""
+    from mnist_lab.sweeps.study import claim_space, search_space
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    journal = optuna.storages.journal.JournalFileBackend(str(sweep_dir / "optuna.journal"))
+    stored = optuna.create_study(
+        study_name="logreg", storage=optuna.storages.JournalStorage(journal), direction="maximize"
+    )
+    space, _ = search_space({"model.optimizer.lr": "tag(log, interval(0.01, 2.0))"})
+    claim_space(stored, space)
+    stored.add_trial(
+        optuna.trial.create_trial(
+            params={"model.optimizer.lr": 0.1}, distributions=space, value=1.0, intermediate_values={0: 1.0}
+        )
+    )
+    pruner = ["hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0"]
+    result = run_script(
+        "train.py",
+        *TINY,
+        *pruner,
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = results(sweep_dir)
+    assert run["status"] == "ok" and run["test_acc"] > 0.5 and run["epochs"] == 1
+    trial = study(sweep_dir / "optuna.journal").trials[1]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == pytest.approx(run["val_acc_best"])
+    assert trial.intermediate_values[0] < 1.0  # below the median: the pruner would have stopped it

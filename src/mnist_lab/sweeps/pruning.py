@@ -27,6 +27,12 @@ class TrialPruning(PyTorchLightningPruningCallback):
         super().__init__(running_trial(open_study(HydraConfig.get().sweeper), trial), monitor)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if _last_epoch(trainer, pl_module):
+            # Stopping now saves no training: the value is reported, and the run finishes and is tested.
+            score = trainer.callback_metrics.get(self.monitor)
+            if score is not None and not trainer.sanity_checking and trainer.is_global_zero:
+                self._trial.report(float(score), step=pl_module.current_epoch)
+            return
         try:
             super().on_validation_end(trainer, pl_module)
         except optuna.TrialPruned:
@@ -38,3 +44,10 @@ class TrialPruning(PyTorchLightningPruningCallback):
             for logger in trainer.loggers:
                 logger.log_metrics({PRUNED_AT: epochs}, step=trainer.global_step)
             raise pruned from None
+
+
+def _last_epoch(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+    """Whether this validation is in the run's last epoch (by max_epochs, or max_steps when that ends it first)."""
+    last_by_epochs = trainer.max_epochs not in (None, -1) and pl_module.current_epoch + 1 >= trainer.max_epochs
+    last_by_steps = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    return last_by_epochs or last_by_steps
