@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,31 @@ def test_val_size_zero_means_no_validation_and_too_large_is_refused():
     assert len(dm.train_set) == 60_000 and dm.val_set is None and dm.val_dataloader() == []
     with pytest.raises(ConfigError, match="val_size=60000 is not allowed: it must be smaller than the 60000"):
         MNISTDataModule(val_size=60_000).setup()
+
+
+def test_folds_partition_the_training_images_the_same_way_for_every_run():
+    folds = [MNISTDataModule(folds=5, fold=i, split_seed=3, seed=i).split(103) for i in range(5)]
+    vals = [set(val.tolist()) for val, _ in folds]
+    assert sorted(len(v) for v in vals) == [20, 20, 21, 21, 21]
+    assert set().union(*vals) == set(range(103)) and sum(map(len, vals)) == 103  # disjoint, and all of them
+    for val, train in folds:
+        assert set(train.tolist()) == set(range(103)) - set(val.tolist())
+    again = MNISTDataModule(folds=5, fold=2, split_seed=3, seed=99).split(103)
+    assert torch.equal(again[0], folds[2][0])  # fixed by split_seed, whatever the training seed
+    assert not torch.equal(MNISTDataModule(folds=5, fold=2, split_seed=4).split(103)[0], folds[2][0])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.folds=5"], "data.fold=null is not allowed with data.folds=5: give data.fold=0..4"),
+        (["data.folds=5", "data.fold=5"], "data.fold=5 is not allowed: the folds are numbered 0..4"),
+        (["data.folds=1", "data.fold=0"], "data.folds=1 is not allowed"),
+    ],
+)
+def test_bad_folds_are_refused_in_one_line(make_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(make_cfg(*overrides).data)
 
 
 def test_batches_are_whole_index_batches_converted_on_transfer():

@@ -165,3 +165,38 @@ def test_submitit_sweep_runs_each_run_as_a_job_and_records_the_failed_one(tmp_pa
     }
     assert all(float(rows[k]["test_acc"]) > 0.3 for k in ("dropout=0.1", "dropout=0.2"))
     assert "model.net.dropout=1.5 is not allowed" in rows["dropout=1.5"]["error"]
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_a_fold_grid_summarises_each_setting_over_its_folds_and_tests_them_as_an_ensemble(tmp_path: Path):
+    import json
+    import re
+    import statistics
+
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "data.folds=3", "data.fold=range(3)", "model.optimizer.lr=0.05,0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = summary(sweep_dir)
+    assert len(runs) == 6 and all(r["status"] == "ok" for r in runs)
+    with (sweep_dir / "folds.csv").open() as f:
+        settings = list(csv.DictReader(f))
+    assert [s["folds"] for s in settings] == ["3", "3"] and "data.fold=" not in " ".join(s["setting"] for s in settings)
+    means = [float(s["val_acc_best_mean"]) for s in settings]
+    assert means == sorted(means, reverse=True)  # best first
+    best_runs = [r for r in runs if settings[0]["setting"].split()[-1] in r["overrides"].split()]
+    assert float(settings[0]["val_acc_best_mean"]) == pytest.approx(
+        statistics.mean(float(r["val_acc_best"]) for r in best_runs)
+    )
+    table = (sweep_dir / "summary.md").read_text()
+    assert table.startswith("Each setting over its folds (mean ± std), best first:")
+    assert f"| {settings[0]['setting']} | 3 | {means[0]:.4f} ± " in table
+
+    command = re.search(r'python eval.py "(ckpt_path=\[.*\])"', table).group(1)
+    tested = run_script(
+        "eval.py", command, "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path
+    )
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert len(metrics["single_test_acc"]) == 3 and metrics["images"] == 10_000
+    assert metrics["test_acc"] >= min(metrics["single_test_acc"]) > 0.5
+    assert "Ensemble of 3 (mean softmax): test_acc" in tested.stdout + tested.stderr

@@ -13,8 +13,9 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
-from pydantic import NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
+from typing_extensions import Annotated
 
 from mnist_lab.data.augment import Augment, random_distortion
 from mnist_lab.data.batching import IndexBatchSampler, TensorBatches
@@ -39,10 +40,15 @@ class MNISTDataModule(L.LightningDataModule):
         split_seed: Seed = 0,
         augment: Optional[Augment] = None,
         resident_on_device: bool | Literal["auto"] = "auto",
+        folds: Optional[Annotated[int, Field(ge=2)]] = None,  # k-fold: validate on fold `fold`, replaces val_size
+        fold: Optional[NonNegativeInt] = None,
     ) -> None:
         super().__init__()
-        if not train_csv:
+        if folds is not None:
+            self._check_fold(folds, fold)
+        elif not train_csv:
             self._check_val_size(val_size, TRAIN_COUNT)
+        self.folds, self.fold = folds, fold
         self.data_dir = Path(data_dir) if data_dir else SHIPPED_DIR
         self.train_csv, self.test_csv = train_csv, test_csv
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
@@ -59,6 +65,30 @@ class MNISTDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"data.val_size={val_size} is not allowed: it must be smaller than the {train_count} training images."
             )
+
+    @staticmethod
+    def _check_fold(folds: int, fold: Optional[int]) -> None:
+        if fold is None:
+            raise ConfigError(
+                f"data.fold=null is not allowed with data.folds={folds}: give data.fold=0..{folds - 1}, "
+                f"or train every fold: python train.py -m data.folds={folds} data.fold='range({folds})'"
+            )
+        if fold >= folds:
+            raise ConfigError(f"data.fold={fold} is not allowed: the folds are numbered 0..{folds - 1}")
+
+    def split(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(validation, training) indices of ``count`` training images: fold ``fold`` of ``folds``, or val_size.
+
+        Drawn with split_seed alone: the same folds for every run, whatever its training seed or rank.
+        """
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed))
+        if self.folds is None:
+            self._check_val_size(self.val_size, count)
+            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        else:
+            parts = list(torch.tensor_split(order, self.folds))
+            val_idx, train_idx = parts.pop(self.fold), torch.cat(parts)
+        return val_idx.sort().values, train_idx.sort().values
 
     def load(self) -> dict[str, Optional[torch.Tensor]]:
         if not (self.train_csv or self.test_csv):
@@ -82,12 +112,9 @@ class MNISTDataModule(L.LightningDataModule):
         x, y = data["train_x"], data["train_y"]
         if x is None:
             return
-        self._check_val_size(self.val_size, len(y))
-        # Its own seed: the same validation images whatever the training seed or rank.
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size :].sort().values
+        val_idx, train_idx = self.split(len(y))
         self.train_set = TensorBatches(x[train_idx], y[train_idx])
-        self.val_set = TensorBatches(x[val_idx], y[val_idx]) if self.val_size else None
+        self.val_set = TensorBatches(x[val_idx], y[val_idx]) if len(val_idx) else None
 
     def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
         trainer = self.trainer

@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from mnist_lab.building import build
-from mnist_lab.errors import require
+from mnist_lab.data.mnist import to_unit
+from mnist_lab.errors import ConfigError, require
 from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.training.builders import instantiate_loggers
 from mnist_lab.training.callbacks import TestFigures
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.training.run_folder import read_result
 
 log = get_logger(__name__)
 
@@ -39,9 +41,25 @@ def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
     ]
 
 
+def checkpoint_of(path: str) -> str:
+    """A checkpoint file as given, or a run folder's best checkpoint (the one its result.json names)."""
+    if not Path(path).is_dir():
+        return path
+    best = read_result(Path(path)).get("checkpoint")
+    if not best:
+        raise ConfigError(f"ckpt_path={path} is not allowed: it is a folder without a finished run's result.json")
+    return best
+
+
 def evaluate(cfg: DictConfig) -> dict:
-    """Test the checkpoint ``cfg.ckpt_path``; metrics.json and the test figures go to the run folder."""
-    path = require(cfg, "ckpt_path", "python eval.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
+    """Test ``cfg.ckpt_path`` (a checkpoint or run folder; several: as an ensemble) into the run folder."""
+    given = require(cfg, "ckpt_path", "python eval.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
+    paths = [checkpoint_of(p) for p in (given if isinstance(given, ListConfig) else [given])]
+    return evaluate_ensemble(cfg, paths) if len(paths) > 1 else evaluate_one(cfg, paths[0])
+
+
+def evaluate_one(cfg: DictConfig, path: str) -> dict:
+    """Test one checkpoint; metrics.json and the test figures go to the run folder."""
     model = load_classifier(path)
     log.info(trained_with(model.run_config))
     datamodule = build(cfg.data)
@@ -73,3 +91,32 @@ def log_report(report: list[dict[str, float]]) -> None:
     log.info("digit  precision  recall      f1  support")
     for r in report:
         log.info(f"{r['digit']:>5}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['f1']:>6.4f}  {r['support']:>7}")
+
+
+@torch.inference_mode()
+def probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax of ``model`` over uint8 ``images`` (N, 28, 28), in batches."""
+    batches = [to_unit(images[i : i + batch_size].unsqueeze(1)) for i in range(0, len(images), batch_size)]
+    return torch.cat([model(x).softmax(1) for x in batches])
+
+
+def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict:
+    """Test several checkpoints (a setting's folds) alone and as one model, the mean of their softmax."""
+    models = [load_classifier(path) for path in paths]
+    datamodule = build(cfg.data)
+    datamodule.setup("test")
+    test = datamodule.test_set
+    probs = torch.stack([probabilities(m, test.images, cfg.data.eval_batch_size) for m in models])
+    single = [float((p.argmax(1) == test.labels).float().mean()) for p in probs]
+    ensemble = float((probs.mean(0).argmax(1) == test.labels).float().mean())
+    result = {"checkpoints": [str(Path(p).resolve()) for p in paths], "test_acc": ensemble, "single_test_acc": single}
+    result["images"] = len(test.labels)
+    Path(cfg.output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
+    for path, acc in zip(paths, single):
+        log.info(f"{path}: test_acc {100 * acc:.2f} %")
+    mean = sum(single) / len(single)
+    log.info(
+        f"Ensemble of {len(paths)} (mean softmax): test_acc {100 * ensemble:.2f} % on {len(test.labels)} images"
+        f" (single models: mean {100 * mean:.2f} %, best {100 * max(single):.2f} %)"
+    )
+    return result

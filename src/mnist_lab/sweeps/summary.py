@@ -20,6 +20,8 @@ from mnist_lab.training.run_folder import DONE, RESULT
 log = get_logger(__name__)
 
 COLUMNS = ("run", "status", "val_acc_best", "test_acc", "epochs", "wall_s", "error", "overrides", "checkpoint")
+FOLD = "data.fold="  # the override that tells a setting's folds apart
+SETTING_COLUMNS = ("setting", "folds", "val_acc_best_mean", "val_acc_best_std", "test_acc_mean", "test_acc_std", "runs")
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -57,21 +59,74 @@ def write_summary(
     rows = sorted(collect(sweep_dir), key=lambda r: _key(r, objective))
     if not rows:
         return rows
-    with (sweep_dir / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({**r, "overrides": " ".join(r["overrides"] or [])} for r in rows)
-    lines = ["| " + " | ".join(COLUMNS[:-2]) + " |", "|" + "---|" * (len(COLUMNS) - 2)]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS[:-2]) + " |" for r in rows]
+    _write_csv(sweep_dir / "summary.csv", COLUMNS, [{**r, "overrides": " ".join(r["overrides"] or [])} for r in rows])
+    lines = _table(COLUMNS[:-2], rows)
     # Seeds or repeats of one recipe: the mean and spread are the result, not the best run.
     lines += [f"\n{key}: {text}" for key in (objective, "test_acc") if (text := spread(rows, key))]
+    grouped = settings(rows, objective)
+    if grouped:  # k-fold runs: a setting's result is its mean over its folds
+        _write_csv(sweep_dir / "folds.csv", SETTING_COLUMNS, grouped)
+        lines = _fold_lines(grouped, objective, sweep_dir) + ["", "Every run:", ""] + lines
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
-    params = _swept_values(rows)
+    plotted = grouped or rows
+    params = _swept_values(plotted)
     if params:
-        pruned = [r["status"] == "pruned" for r in rows]
-        plot = figures.objective_plot(params, [r.get(objective) for r in rows], objective, log_params, pruned)
-        figures.save(plot, sweep_dir / "summary.png")
+        values = [r.get(f"{objective}_mean", r.get(objective)) for r in plotted]
+        pruned = [r.get("status") == "pruned" for r in plotted]
+        figures.save(figures.objective_plot(params, values, objective, log_params, pruned), sweep_dir / "summary.png")
     return rows
+
+
+def _write_csv(path: Path, columns: Iterable[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+
+
+def settings(rows: list[dict[str, Any]], objective: str = "val_acc_best") -> list[dict[str, Any]]:
+    """The runs that differ only in ``data.fold``, one row per setting: mean and std over its finished folds.
+
+    Best first among the settings with the most folds finished (a pruned trial has fewer)."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        named = [o for o in row["overrides"] or [] if names_run(o.partition("=")[0])]
+        if any(o.startswith(FOLD) for o in named):
+            groups.setdefault(" ".join(o for o in named if not o.startswith(FOLD)), []).append(row)
+    grouped = [_setting(setting, runs, objective) for setting, runs in groups.items()]
+    return sorted(grouped, key=lambda g: (-g["folds"], -(g[f"{objective}_mean"] or 0)))
+
+
+def _setting(setting: str, runs: list[dict], objective: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"setting": setting, "overrides": setting.split(), "runs": [r["run"] for r in runs]}
+    for key in (objective, "test_acc"):
+        values = [v for v in (_finished_value(r, key) for r in runs) if v is not None]
+        row[f"{key}_mean"] = statistics.mean(values) if values else None
+        row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+    row["folds"] = sum(_finished_value(r, objective) is not None for r in runs)
+    return row
+
+
+def _mean_std(row: dict, key: str) -> str:
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    return "" if mean is None else f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+
+def _fold_lines(grouped: list[dict], objective: str, sweep_dir: Path) -> list[str]:
+    """The settings table (mean ± std over folds), and the command that tests the best one's folds together."""
+    lines = ["Each setting over its folds (mean ± std), best first:", ""]
+    lines += [f"| setting | folds | {objective} | test_acc |", "|---|---|---|---|"]
+    lines += [
+        f"| {g['setting']} | {g['folds']} | {_mean_std(g, objective)} | {_mean_std(g, 'test_acc')} |" for g in grouped
+    ]
+    folders = ",".join(f"'{sweep_dir / run}'" for run in grouped[0]["runs"])
+    lines += ["", f'Test the best setting\'s folds as one ensemble: python eval.py "ckpt_path=[{folders}]"']
+    return lines
 
 
 def spread(rows: list[dict], key: str) -> Optional[str]:
