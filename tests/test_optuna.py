@@ -246,3 +246,30 @@ def test_a_trial_the_pruner_would_stop_at_its_last_epoch_finishes_and_is_tested(
     trial = study(sweep_dir / "optuna.journal").trials[1]
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == pytest.approx(run["val_acc_best"])
     assert trial.intermediate_values[0] < 1.0  # below the median: the pruner would have stopped it
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_a_fold_search_tells_the_study_each_settings_fold_mean(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    pruner = ["hydra.sweeper.fold_pruner.n_startup_trials=1"]
+    args = [*TINY, *pruner, "data.folds=3", "hydra.sweeper.n_trials=4", "trainer.max_epochs=1"]
+    result = run_script("train.py", *args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study(sweep_dir / "optuna.journal").trials
+    assert len(trials) == 4
+    runs = {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")}
+    for trial in trials:
+        lr = trial.params["model.optimizer.lr"]
+        own = {name: r for name, r in runs.items() if f"model.optimizer.lr={lr}" in r["overrides"]}
+        by_fold = {int(o.split("=")[1]): r for r in own.values() for o in r["overrides"] if o.startswith("data.fold=")}
+        folds, values = sorted(by_fold), [by_fold[f]["val_acc_best"] for f in sorted(by_fold)]
+        assert all(f"fold={fold}," in name for name, r in own.items() for fold in folds if by_fold[fold] is r)
+        assert all(r["status"] == "ok" for r in own.values()) and trial.user_attrs["fold_values"] == values
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert folds == [0, 1, 2] and trial.value == pytest.approx(sum(values) / 3)
+            assert len(trial.intermediate_values) == 3
+        else:  # stopped between folds by the fold pruner
+            assert trial.state == optuna.trial.TrialState.PRUNED and folds == list(range(len(folds))) and len(folds) < 3
+    assert (sweep_dir / "summary.md").read_text().startswith("Each setting over its folds (mean ± std)")
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert f"best_value: {max(t.value for t in trials if t.value is not None)}" in best

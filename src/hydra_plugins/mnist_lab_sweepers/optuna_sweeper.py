@@ -42,7 +42,9 @@ class OptunaSweeper(Sweeper):
         sweeper = self.config.hydra.sweeper
         params = {**OmegaConf.to_container(sweeper.get("params") or {}), **dict(a.split("=", 1) for a in arguments)}
         space, fixed = studies.search_space(params)
-        study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"))
+        folds = studies.folds_of(OmegaConf.select(self.config, "data.folds"), fixed)
+        pruner = "fold_pruner" if folds else "pruner"
+        study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
         studies.claim_space(study, space)
         retried = studies.retry_killed(study)
         log.info(
@@ -55,6 +57,9 @@ class OptunaSweeper(Sweeper):
             trials = [trial for trial in asked if trial]  # None: the study already holds n_trials
             if not trials:
                 break
+            if folds:
+                job_idx = self._launch_folds(study, trials, fixed, folds, job_idx)
+                continue
             jobs = self.launcher.launch([studies.overrides(t, fixed) for t in trials], initial_job_idx=job_idx)
             job_idx += len(jobs)
             for trial, job in zip(trials, jobs):
@@ -63,3 +68,16 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(studies.results(study)), sweep_dir / "optimization_results.yaml")
         studies.write_plots(study, sweep_dir)
+
+    def _launch_folds(self, study: Any, trials: list, fixed: dict[str, str], folds: int, job_idx: int) -> int:
+        """The trials' folds, fold by fold across them; the fold pruner may stop a trial between its folds."""
+        from mnist_lab.sweeps import study as studies
+
+        values: dict[int, list[float]] = {t.number: [] for t in trials}
+        for fold in range(folds):
+            jobs = self.launcher.launch(
+                [studies.fold_overrides(t, fixed, fold) for t in trials], initial_job_idx=job_idx
+            )
+            job_idx += len(jobs)
+            trials = [t for t, job in zip(trials, jobs) if studies.tell_fold(study, t, job, values[t.number], folds)]
+        return job_idx

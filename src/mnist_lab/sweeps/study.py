@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -85,14 +86,15 @@ def build_part(sweeper: DictConfig, part: str) -> Any:
         raise ConfigError(f"hydra.sweeper.{part}._target_={sweeper[part]._target_} is not allowed: {reason}") from None
 
 
-def open_study(sweeper: DictConfig, sampler: Any = None) -> optuna.Study:
-    """The study that ``sweeper`` (``hydra.sweeper``) names, created on first use, with its pruner."""
+def open_study(sweeper: DictConfig, sampler: Any = None, pruner: str = "pruner") -> optuna.Study:
+    """The study that ``sweeper`` (``hydra.sweeper``) names, created on first use, with its ``pruner``
+    (``fold_pruner`` when a trial's steps are its folds)."""
     try:
         return optuna.create_study(
             study_name=sweeper.study_name,
             storage=open_storage(sweeper.storage),
             sampler=sampler,
-            pruner=build_part(sweeper, "pruner") if sweeper.get("pruner") else optuna.pruners.NopPruner(),
+            pruner=build_part(sweeper, pruner) if sweeper.get(pruner) else optuna.pruners.NopPruner(),
             direction=sweeper.direction,
             load_if_exists=True,
         )
@@ -214,6 +216,34 @@ def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:
         study.tell(trial, float(value))
 
 
+def fold_overrides(trial: optuna.Trial, fixed: dict[str, str], fold: int) -> list[str]:
+    """A trial's run of one fold: the sweeper, not the run, reports to the trial (after each fold)."""
+    return [*overrides(trial, fixed), f"data.fold={fold}", "~callbacks.optuna_pruning"]
+
+
+def tell_fold(study: optuna.Study, trial: optuna.Trial, job: JobReturn, values: list[float], folds: int) -> bool:
+    """Report how one of the trial's folds ended; tell the study once it is done. Whether it goes on.
+
+    WilcoxonPruner compares the folds' own values, paired by fold; the other pruners the running mean.
+    The last fold is never pruned: its mean is the trial's value.
+    """
+    value = job.return_value if job.status == JobStatus.COMPLETED else None
+    if value is None or value != value:  # failed (or pruned by something else): the trial has no mean
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    values.append(float(value))
+    trial.set_user_attr("fold_values", values)
+    wilcoxon = isinstance(study.pruner, optuna.pruners.WilcoxonPruner)
+    trial.report(values[-1] if wilcoxon else statistics.mean(values), step=len(values) - 1)
+    if len(values) == folds:
+        study.tell(trial, statistics.mean(values))
+        return False
+    if trial.should_prune():
+        study.tell(trial, state=TrialState.PRUNED)
+        return False
+    return True
+
+
 PLOTS = {
     "optuna_history.png": "plot_optimization_history",
     "optuna_intermediate_values.png": "plot_intermediate_values",
@@ -257,3 +287,17 @@ def results(study: optuna.Study) -> dict[str, Any]:
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
     return json.loads(json.dumps(summary, default=str))
+
+
+def folds_of(configured: Any, fixed: dict[str, str]) -> Optional[int]:
+    """``data.folds`` of a search (from its config or its fixed overrides), where a trial trains every fold."""
+    folds = fixed.get("data.folds", configured)
+    if "data.fold" in fixed:
+        raise ConfigError(
+            f"data.fold={fixed['data.fold']} is not allowed in sweep=optuna: each trial trains all data.folds"
+        )
+    if folds in (None, "null"):
+        return None
+    if not str(folds).isdigit() or int(folds) < 2:
+        raise ConfigError(f"data.folds={folds} is not allowed: input should be greater than or equal to 2")
+    return int(folds)
