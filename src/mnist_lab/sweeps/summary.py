@@ -128,3 +128,50 @@ def _fold_lines(grouped: list[dict], objective: str, sweep_dir: Path) -> list[st
     folders = ",".join(f"'{sweep_dir / run}'" for run in grouped[0]["runs"])
     lines += ["", f'Test the best setting\'s folds as one ensemble: python eval.py "ckpt_path=[{folders}]"']
     return lines
+
+
+def spread(rows: list[dict], key: str) -> Optional[str]:
+    """'mean ± sample std (min-max, n runs)' of ``key`` over the finished runs, or None below two runs."""
+    values = [v for v in (_finished_value(r, key) for r in rows) if v is not None]
+    if len(values) < 2:
+        return None
+    mean, std = statistics.mean(values), statistics.stdev(values)
+    return f"{mean:.4f} ± {std:.4f} ({min(values):.4f}-{max(values):.4f}, {len(values)} runs)"
+
+
+def _swept_values(rows: list[dict]) -> dict[str, list[Any]]:
+    """Parameter -> value per row, for the overrides that differ between runs."""
+    parsed = [dict(o.split("=", 1) for o in (r["overrides"] or []) if "=" in o and names_run(o)) for r in rows]
+    keys = sorted({k for p in parsed for k in p})
+    values = {k: [p.get(k) for p in parsed] for k in keys}
+    return {k: v for k, v in values.items() if len(set(v)) > 1}
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, tabulate every run, print the best, fail if any run failed."""
+
+    def __init__(self, objective: str = "val_acc_best") -> None:
+        self.objective = objective
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        searched = config.hydra.sweeper.get("params") or {}
+        rows = write_summary(sweep_dir, self.objective, [k for k, v in searched.items() if "tag(log" in str(v)])
+        if not rows:
+            return
+        log.info(f"\nSweep summary ({len(rows)} runs): {sweep_dir / 'summary.md'}")
+        log.info((sweep_dir / "summary.md").read_text())
+        best = rows[0]
+        if best["status"] == "ok":
+            log.info(
+                f"Best run: {sweep_dir / best['run']}  {self.objective}={best[self.objective]:.4f}"
+                f"  test_acc={_cell(best['test_acc'])}"
+            )
+        pruned = sum(r["status"] == "pruned" for r in rows)
+        if pruned:
+            log.info(f"{pruned} of {len(rows)} runs pruned (stopped early by the sweep's pruner; not failures).")
+        failed = [r for r in rows if r["status"] not in DONE]
+        if failed:
+            raise SystemExit(
+                f"{len(failed)} of {len(rows)} runs failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed)
+            )
