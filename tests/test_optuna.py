@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,8 +17,10 @@ from omegaconf import OmegaConf
 
 optuna = pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
 
+from optuna.trial import TrialState  # noqa: E402
+
 from mnist_lab.errors import ConfigError  # noqa: E402
-from mnist_lab.sweeps.study import ask, counted, distribution  # noqa: E402
+from mnist_lab.sweeps.study import ask, counted, distribution, open_storage  # noqa: E402
 from support import run_script, start_script  # noqa: E402
 
 TINY = [
@@ -123,7 +126,7 @@ def test_a_killed_study_continues_to_n_trials_and_leaves_nothing_running(tmp_pat
 
     again = run_script("train.py", *args, cwd=tmp_path, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "left running by a killed sweep asked again" in again.stdout
+    assert "left running by a dead sweep process asked again" in again.stdout
     after = study(sweep_dir / "optuna.journal").trials
     assert not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]
     killed = after[running[0].number]
@@ -273,3 +276,79 @@ def test_a_fold_search_tells_the_study_each_settings_fold_mean(tmp_path: Path):
     assert (sweep_dir / "summary.md").read_text().startswith("Each setting over its folds (mean ± std)")
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert f"best_value: {max(t.value for t in trials if t.value is not None)}" in best
+
+
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_a_silent_trial_of_another_machine_is_asked_again_once_and_a_live_one_is_left(tmp_path: Path, storage):
+    import time
+
+    from mnist_lab.sweeps.study import HEARTBEAT_KEY, OWNER_KEY, retry_dead
+
+    url = open_storage(str(tmp_path / "study.journal")) if storage == "journal" else f"sqlite:///{tmp_path}/s.db"
+    shared = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    trials = [shared.ask({"lr": optuna.distributions.FloatDistribution(0.1, 1.0)}) for _ in range(3)]
+    for trial, silent_s in zip(trials, (1000, 5, 1000)):
+        trial.set_user_attr(OWNER_KEY, "another-machine:4242")
+        trial.set_user_attr(HEARTBEAT_KEY, time.time() - silent_s)
+    trials[2].set_user_attr("retry_of", 0)  # already a retry: it dies for good
+    others = optuna.load_study(study_name="s", storage=url)  # a second sweep process on the same study
+    assert retry_dead(others, grace_s=180) == 1 and retry_dead(shared, grace_s=180) == 0  # once, by one process
+    states = [t.state for t in shared.get_trials()]
+    assert states[:3] == [TrialState.FAIL, TrialState.RUNNING, TrialState.FAIL]
+    assert states[3:] == [TrialState.WAITING]  # its parameters, queued again
+    queued = shared.get_trials()[3]
+    assert queued.params == {} and queued.user_attrs["retry_of"] == 0
+    assert counted(shared) == 3  # the first dead trial is replaced by its retry; the dead retry counts
+
+
+def test_a_heartbeat_thread_stamps_its_trials_while_it_runs(tmp_path: Path):
+    import time
+
+    from mnist_lab.sweeps.heartbeat import Beat
+    from mnist_lab.sweeps.study import HEARTBEAT_KEY
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    shared = optuna.create_study(study_name="s", storage=url)
+    trial = shared.ask()
+    with Beat(lambda: optuna.load_study(study_name="s", storage=url), lambda: [trial.number], every_s=0.05):
+        time.sleep(0.5)
+        first = shared.trials[0].user_attrs[HEARTBEAT_KEY]
+        time.sleep(0.3)
+        assert shared.trials[0].user_attrs[HEARTBEAT_KEY] > first > time.time() - 1
+    stopped = shared.trials[0].user_attrs[HEARTBEAT_KEY]
+    time.sleep(0.2)
+    assert shared.trials[0].user_attrs[HEARTBEAT_KEY] == stopped  # the thread ends with the with
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="another host name needs root (unshare)")
+def test_a_trial_left_by_a_dead_sweep_on_another_machine_is_retried_once_its_heartbeat_is_stale(tmp_path: Path):
+    storage = tmp_path / "shared" / "study.journal"
+    args = [*TINY, "trainer.max_epochs=2", "hydra.sweeper.heartbeat_s=1", f"hydra.sweeper.storage={storage}"]
+    other = start_script(
+        "train.py",
+        *args,
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={tmp_path / 'a'}",
+        cwd=tmp_path,
+        host="other-machine",
+    )
+    _wait_for_results(tmp_path / "a", 1)
+    other.send_signal(signal.SIGKILL)  # a node lost: nobody tells the study
+    other.wait()
+    [left] = [t for t in study(storage, "logreg").trials if t.state == TrialState.RUNNING]
+    assert left.user_attrs["sweeper"].startswith("other-machine:")
+
+    here = [*args, "hydra.sweeper.n_trials=3", "hydra.sweeper.grace_s=60"]
+    fresh = run_script("train.py", *here, f"hydra.sweep.dir={tmp_path / 'b'}", cwd=tmp_path, timeout=600)
+    assert fresh.returncode == 0 and "asked again" not in fresh.stdout, fresh.stderr[-2000:]
+    assert study(storage, "logreg").trials[left.number].state == TrialState.RUNNING  # within its grace: alive
+
+    here = [*args, "hydra.sweeper.n_trials=3", "hydra.sweeper.grace_s=2"]
+    stale = run_script("train.py", *here, f"hydra.sweep.dir={tmp_path / 'c'}", cwd=tmp_path, timeout=600)
+    assert stale.returncode == 0 and "1 left running by a dead sweep process asked again" in stale.stdout
+    trials = study(storage, "logreg").trials
+    assert trials[left.number].state == TrialState.FAIL and trials[left.number].user_attrs["uncounted"] == "killed"
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == left.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == left.params
+    assert counted(study(storage, "logreg")) == 3 and not [t for t in trials if t.state == TrialState.RUNNING]

@@ -42,10 +42,14 @@ def run_script(
     )
 
 
-def start_script(script: str, *overrides: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
-    """The same, started in the background (to be signalled, or run beside another)."""
+def start_script(script: str, *overrides: str, cwd: Path, host: str | None = None, **kwargs: Any) -> subprocess.Popen:
+    """The same, started in the background (to be signalled, or run beside another); ``host``: under that
+    host name, as if on another machine (needs root, for unshare's own UTS namespace)."""
     kwargs["env"] = _environment(kwargs.get("env"))
-    return subprocess.Popen(_command(script, overrides), cwd=cwd, text=True, **kwargs)
+    command = _command(script, overrides)
+    if host:  # exec keeps the pid: signalling the process signals the script
+        command = ["unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$0" "$@"', *command]
+    return subprocess.Popen(command, cwd=cwd, text=True, **kwargs)
 
 
 def start_server(*overrides: str, cwd: Path) -> tuple[subprocess.Popen, str]:

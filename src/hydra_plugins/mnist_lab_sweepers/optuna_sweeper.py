@@ -7,7 +7,7 @@ when a sweep uses it (``mnist_lab.sweeps.study``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -35,10 +35,9 @@ class OptunaSweeper(Sweeper):
             raise SystemExit(f"error: {err}") from None
 
     def _sweep(self, arguments: list[str]) -> None:
-        from mnist_lab.logs import get_logger
         from mnist_lab.sweeps import study as studies
+        from mnist_lab.sweeps.heartbeat import Beat
 
-        log = get_logger(__name__)
         sweeper = self.config.hydra.sweeper
         params = {**OmegaConf.to_container(sweeper.get("params") or {}), **dict(a.split("=", 1) for a in arguments)}
         space, fixed = studies.search_space(params)
@@ -46,28 +45,44 @@ class OptunaSweeper(Sweeper):
         pruner = "fold_pruner" if folds else "pruner"
         study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
         studies.claim_space(study, space)
-        retried = studies.retry_killed(study)
-        log.info(
-            f"Study {study.study_name!r}: {studies.counted(study)} of {sweeper.n_trials} trials there"
-            + (f", {retried} left running by a killed sweep asked again" if retried else "")
-        )
+        self._retry_dead(study, first=True)
+        self.held: list = []  # the trials this process runs now: its heartbeat covers those still waiting their turn
         job_idx = 0
-        while (todo := min(sweeper.n_jobs, sweeper.n_trials - studies.counted(study))) > 0:
-            asked = (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo))
-            trials = [trial for trial in asked if trial]  # None: the study already holds n_trials
-            if not trials:
-                break
-            if folds:
-                job_idx = self._launch_folds(study, trials, fixed, folds, job_idx)
-                continue
-            jobs = self.launcher.launch([studies.overrides(t, fixed) for t in trials], initial_job_idx=job_idx)
-            job_idx += len(jobs)
-            for trial, job in zip(trials, jobs):
-                studies.tell(study, trial, job)
+        with Beat(lambda: studies.open_study(sweeper), lambda: [t.number for t in self.held], sweeper.heartbeat_s):
+            while (todo := min(sweeper.n_jobs, studies.to_ask(study, sweeper.n_trials))) > 0:
+                asked = (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo))
+                self.held = [trial for trial in asked if trial]  # None: the study already holds n_trials
+                if not self.held:
+                    break
+                job_idx = self._launch(study, fixed, folds, job_idx)
+                self._retry_dead(study)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(studies.results(study)), sweep_dir / "optimization_results.yaml")
         studies.write_plots(study, sweep_dir)
+
+    def _retry_dead(self, study: Any, first: bool = False) -> None:
+        """Ask again the trials that dead sweep processes, here or on other machines, left running."""
+        from mnist_lab.logs import get_logger
+        from mnist_lab.sweeps import study as studies
+
+        sweeper = self.config.hydra.sweeper
+        retried = studies.retry_dead(study, grace_s=sweeper.get("grace_s") or 3 * sweeper.heartbeat_s)
+        if first or retried:
+            get_logger(__name__).info(
+                f"Study {study.study_name!r}: {studies.counted(study)} of {sweeper.n_trials} trials there"
+                + (f", {retried} left running by a dead sweep process asked again" if retried else "")
+            )
+
+    def _launch(self, study: Any, fixed: dict[str, str], folds: Optional[int], job_idx: int) -> int:
+        from mnist_lab.sweeps import study as studies
+
+        if folds:
+            return self._launch_folds(study, self.held, fixed, folds, job_idx)
+        jobs = self.launcher.launch([studies.overrides(t, fixed) for t in self.held], initial_job_idx=job_idx)
+        for trial, job in zip(self.held, jobs):
+            studies.tell(study, trial, job)
+        return job_idx + len(jobs)
 
     def _launch_folds(self, study: Any, trials: list, fixed: dict[str, str], folds: int, job_idx: int) -> int:
         """The trials' folds, fold by fold across them; the fold pruner may stop a trial between its folds."""

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import statistics
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,8 @@ SPACE_KEY = "search_space"  # the study's user attribute that holds the search s
 OWNER_KEY = "sweeper"  # a trial's user attribute: the sweep process (host:pid) that runs it
 # A trial's user attribute that keeps it out of n_trials: "killed" (asked again) or "surplus" (asked past n_trials).
 UNCOUNTED_KEY = "uncounted"
+HEARTBEAT_KEY = "heartbeat"  # a running trial's user attribute: the time (time.time()) it last showed it is alive
+RETRY_KEY = "retry_of"  # a trial's user attribute: the number of the dead trial whose parameters it runs again
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
 
 
@@ -146,24 +149,47 @@ def running_trial(study: optuna.Study, number: int) -> optuna.Trial:
     return optuna.Trial(study, trial_id)
 
 
-def retry_killed(study: optuna.Study) -> int:
-    """Fail the trials a killed sweep process on this machine left RUNNING, and queue their parameters again."""
-    killed = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if _dead(t.user_attrs.get(OWNER_KEY, ""))
-    ]
-    for trial in killed:
-        running_trial(study, trial.number).set_user_attr(UNCOUNTED_KEY, "killed")
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-    return len(killed)
+def _silent(trial: optuna.trial.FrozenTrial, grace_s: float, now: float) -> bool:
+    """Whether a running trial's last heartbeat (or its start, before its first) is older than ``grace_s``."""
+    last = trial.user_attrs.get(HEARTBEAT_KEY) or (trial.datetime_start.timestamp() if trial.datetime_start else now)
+    return now - last > grace_s
+
+
+def retry_dead(study: optuna.Study, grace_s: float) -> int:
+    """Fail the RUNNING trials of dead sweep processes and queue their parameters again, once.
+
+    Dead: killed on this machine (its pid is gone), or silent for ``grace_s`` on any machine. A retry that
+    dies too stays failed and counts. Several processes may find one trial: only the one whose tell lands
+    queues it again.
+    """
+    now, retried = time.time(), 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not (_dead(trial.user_attrs.get(OWNER_KEY, "")) or _silent(trial, grace_s, now)):
+            continue
+        first_death = RETRY_KEY not in trial.user_attrs
+        try:
+            if first_death:
+                running_trial(study, trial.number).set_user_attr(UNCOUNTED_KEY, "killed")
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            continue  # another sweep process told it first
+        if first_death:
+            study.enqueue_trial(trial.params, user_attrs={RETRY_KEY: trial.number})
+            retried += 1
+    return retried
 
 
 def counted(study: optuna.Study, before: Optional[int] = None) -> int:
     """Trials that count towards ``n_trials`` (numbered below ``before``): all but those a killed sweep left."""
     trials = study.get_trials(deepcopy=False, states=COUNTED)
     return sum(1 for t in trials if not t.user_attrs.get(UNCOUNTED_KEY) and (before is None or t.number < before))
+
+
+def to_ask(study: optuna.Study, n_trials: int) -> int:
+    """How many trials are still to be asked: those short of ``n_trials``, and the queued ones (retries), which
+    count already but have not run."""
+    queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    return n_trials - counted(study) + queued
 
 
 def _suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
@@ -184,6 +210,7 @@ def ask(
     """
     trial = study.ask()
     trial.set_user_attr(OWNER_KEY, _owner())
+    trial.set_user_attr(HEARTBEAT_KEY, time.time())
     if counted(study, before=trial.number) >= n_trials:  # another process asked the last one first
         trial.set_user_attr(UNCOUNTED_KEY, "surplus")
         study.tell(trial, state=TrialState.FAIL)
