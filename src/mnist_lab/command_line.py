@@ -30,6 +30,7 @@ EXTRAS = {
     ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher", "launchers"),
     ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher", "launchers"),
     ("logger", "mlflow"): ("mlflow", "mlflow"),
+    ("logger", "wandb"): ("wandb", "wandb"),
     ("backend", "onnx"): ("onnxruntime", "onnx"),  # predict.py and serve.py
 }
 # What a script needs whatever its settings: its name -> (the modules, the extra).
@@ -56,10 +57,11 @@ def require_extras(config: str, args: Iterable[str]) -> None:
     for module in modules:
         require_extra(module, extra, f"{config}.py")
     for arg in args:
-        group, _, option = arg.partition("=")
-        module, extra = EXTRAS.get((group.lstrip("+"), option), (None, None))
-        if module:
-            require_extra(module, extra, arg)
+        group, _, options = arg.partition("=")
+        for option in options.strip("[]").split(","):  # logger=[tensorboard,wandb]: each option
+            module, extra = EXTRAS.get((group.lstrip("+"), option.strip()), (None, None))
+            if module:
+                require_extra(module, extra, arg)
 
 
 def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
@@ -9,6 +11,11 @@ from hydra.types import RunMode
 def in_sweep() -> bool:
     """True inside a Hydra multirun job."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_name() -> str | None:
+    """The sweep folder's name inside a multirun job; None outside one."""
+    return Path(HydraConfig.get().sweep.dir).name if in_sweep() else None
 
 
 def parallel_job() -> bool:

@@ -9,7 +9,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from mnist_lab.hardware import auto_precision
+from mnist_lab.hydra_job import sweep_name
 from mnist_lab.sweeps.naming import run_dirname
+from mnist_lab.training.wandb_mode import offline as wandb_offline
 
 
 def config_subdir(resume: str | None) -> str:
@@ -35,5 +37,7 @@ def register_resolvers() -> None:
         ("run_dirname", run_dirname),
         ("threads_per_job", threads_per_job),
         ("basename", lambda path: Path(path).name),
+        ("sweep_name", sweep_name),
+        ("wandb_offline", wandb_offline),
     ):
         OmegaConf.register_new_resolver(name, resolver, replace=True)

@@ -6,7 +6,8 @@ import hashlib
 
 # Overrides that do not change what a run learns, left out of its folder name.
 # trial: the Optuna trial number, which a killed sweep's retry of the same parameters does not share.
-NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug", "trial")
+# logger: where a run is logged to does not change what it learns.
+NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug", "trial", "logger")
 MAX_NAME = 150  # characters; longer folder names are cut and end in a hash of the whole
 SHOWN_DIGITS = 4  # significant digits of a float in a folder name
 

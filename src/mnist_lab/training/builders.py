@@ -46,7 +46,8 @@ NO_VAL_CHECKPOINT = "epoch{epoch:02d}"  # ModelCheckpoint's filename when there 
 
 def validates(cfg: DictConfig) -> bool:
     """Whether a run validates at all: a validation set, and batches of it to run."""
-    return cfg.data.val_size > 0 and cfg.trainer.get("limit_val_batches") not in (0, 0.0)
+    has_val = bool(cfg.data.get("folds")) or cfg.data.val_size > 0  # k-fold: the fold is the validation set
+    return has_val and cfg.trainer.get("limit_val_batches") not in (0, 0.0)
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), **kwargs: Any) -> L.Trainer:

@@ -24,6 +24,7 @@ from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.hparams import log_hparams, run_hparams
 from mnist_lab.training.run_folder import RESULT, RunRecord, finished_result, load_run_config, resume_checkpoint
 from mnist_lab.training.settings import validate_run
+from mnist_lab.training.wandb_mode import finish_wandb
 
 log = get_logger(__name__)
 
@@ -71,10 +72,15 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> tuple[dict[str
     ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(Path(cfg.output_dir))
     if ckpt_path:
         log.info(f"Continuing from {ckpt_path}")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
-    metrics.update(_test(cfg, trainer, model, datamodule, best))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
+        metrics.update(_test(cfg, trainer, model, datamodule, best))
+    except BaseException:
+        finish_wandb(trainer, failed=True)
+        raise
+    finish_wandb(trainer)
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     return metrics, {**objects, "epochs": trainer.current_epoch, "checkpoint": best}
 
