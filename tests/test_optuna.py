@@ -166,6 +166,7 @@ def test_bad_sweep_settings_stop_before_any_run_in_one_line(tmp_path: Path):
         "hydra.sweeper.pruner._target_=optuna.pruners.Nope": "hydra.sweeper.pruner._target_=optuna.pruners.Nope",
         "hydra.sweeper.params={model.optimizer.lr: 'interval(0.1'}": "hydra.sweeper.params.model.optimizer.lr",
         f"hydra.sweeper.storage=sqlite:///{tmp_path}/file/x.db": "cannot be opened",
+        "hydra.sweeper.heartbeat_s=0": "hydra.sweeper.heartbeat_s=0 is not allowed: it must be a number of seconds",
     }
     (tmp_path / "file").write_text("a file where the storage wants a folder")
     for override, message in cases.items():

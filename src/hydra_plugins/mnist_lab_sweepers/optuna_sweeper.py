@@ -45,10 +45,11 @@ class OptunaSweeper(Sweeper):
         pruner = "fold_pruner" if folds else "pruner"
         study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
         studies.claim_space(study, space)
+        every_s, self.grace_s = studies.heartbeat_times(sweeper)
         self._retry_dead(study, first=True)
         self.held: list = []  # the trials this process runs now: its heartbeat covers those still waiting their turn
         job_idx = 0
-        with Beat(lambda: studies.open_study(sweeper), lambda: [t.number for t in self.held], sweeper.heartbeat_s):
+        with Beat(lambda: studies.open_study(sweeper), lambda: [t.number for t in self.held], every_s):
             while (todo := min(sweeper.n_jobs, studies.to_ask(study, sweeper.n_trials))) > 0:
                 asked = (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo))
                 self.held = [trial for trial in asked if trial]  # None: the study already holds n_trials
@@ -67,7 +68,7 @@ class OptunaSweeper(Sweeper):
         from mnist_lab.sweeps import study as studies
 
         sweeper = self.config.hydra.sweeper
-        retried = studies.retry_dead(study, grace_s=sweeper.get("grace_s") or 3 * sweeper.heartbeat_s)
+        retried = studies.retry_dead(study, grace_s=self.grace_s)
         if first or retried:
             get_logger(__name__).info(
                 f"Study {study.study_name!r}: {studies.counted(study)} of {sweeper.n_trials} trials there"

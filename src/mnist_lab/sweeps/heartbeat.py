@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from mnist_lab.errors import ConfigError
 from mnist_lab.logs import get_logger
-from mnist_lab.sweeps.study import HEARTBEAT_KEY, open_study, running_trial
+from mnist_lab.sweeps.study import HEARTBEAT_KEY, heartbeat_times, open_study, running_trial
 
 log = get_logger(__name__)
 
@@ -65,7 +65,8 @@ class TrialHeartbeat(L.Callback):
         if trainer.is_global_zero:
             self.study = open_study(self.sweeper)
             stamp(self.study, self.trial)
-            self.beat = Beat(lambda: open_study(self.sweeper), lambda: [self.trial], self.sweeper.heartbeat_s)
+            every_s, _ = heartbeat_times(self.sweeper)
+            self.beat = Beat(lambda: open_study(self.sweeper), lambda: [self.trial], every_s)
             self.beat.__enter__()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

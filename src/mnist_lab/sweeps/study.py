@@ -149,6 +149,15 @@ def running_trial(study: optuna.Study, number: int) -> optuna.Trial:
     return optuna.Trial(study, trial_id)
 
 
+def heartbeat_times(sweeper: DictConfig) -> tuple[float, float]:
+    """``hydra.sweeper.heartbeat_s`` and ``grace_s`` (null: 3 x heartbeat_s), refused unless positive numbers."""
+    every, grace = sweeper.get("heartbeat_s", 60), sweeper.get("grace_s") or 3 * sweeper.get("heartbeat_s", 60)
+    for key, value in (("heartbeat_s", every), ("grace_s", grace)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"hydra.sweeper.{key}={value} is not allowed: it must be a number of seconds above 0")
+    return float(every), float(grace)
+
+
 def _silent(trial: optuna.trial.FrozenTrial, grace_s: float, now: float) -> bool:
     """Whether a running trial's last heartbeat (or its start, before its first) is older than ``grace_s``."""
     last = trial.user_attrs.get(HEARTBEAT_KEY) or (trial.datetime_start.timestamp() if trial.datetime_start else now)
