@@ -43,9 +43,14 @@ def offline() -> bool:
 
 
 def finish_wandb(trainer: Optional["L.Trainer"], failed: bool = False) -> None:
-    """End a run's W&B runs (the next run of a sweep would otherwise log into them), naming the upload command."""
-    from lightning.pytorch.loggers import WandbLogger
+    """End a run's W&B runs (the next run of a sweep would otherwise log into them), naming the upload command.
 
+    Rank 0 only: the other ranks of a DDP run hold no W&B run."""
+    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
             run = logger.experiment
