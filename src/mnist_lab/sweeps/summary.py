@@ -73,7 +73,8 @@ def write_summary(
     if params:
         values = [r.get(f"{objective}_mean", r.get(objective)) for r in plotted]
         pruned = [r.get("status") == "pruned" for r in plotted]
-        figures.save(figures.objective_plot(params, values, objective, log_params, pruned), sweep_dir / "summary.png")
+        name = f"{objective} (mean over folds)" if grouped else objective
+        figures.save(figures.objective_plot(params, values, name, log_params, pruned), sweep_dir / "summary.png")
     return rows
 
 
