@@ -105,6 +105,16 @@ def test_a_pruned_sweep_records_pruned_runs_and_draws_the_study(tmp_path: Path):
     assert "best_params:" in best and "model.optimizer.lr" in best and f"pruned: {len(pruned)}" in best
 
 
+def _kill_during_a_trial(sweep: subprocess.Popen, storage: Path) -> None:
+    """SIGKILL ``sweep`` while one of its trials is running (not between two): nobody tells the study."""
+    deadline = time.monotonic() + 120
+    while not [t for t in study(storage).trials if t.state == optuna.trial.TrialState.RUNNING]:
+        assert time.monotonic() < deadline and sweep.poll() is None, "the sweep asked no more trials"
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+
+
 def _wait_for_results(sweep_dir: Path, count: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while sum(r["status"] == "ok" for r in results(sweep_dir)) < count:
@@ -118,8 +128,7 @@ def test_a_killed_study_continues_to_n_trials_and_leaves_nothing_running(tmp_pat
     args = [*TINY, "hydra.sweeper.n_trials=5", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep_dir}"]
     first = start_script("train.py", *args, cwd=tmp_path)
     _wait_for_results(sweep_dir, 2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    _kill_during_a_trial(first, sweep_dir / "optuna.journal")
     before = study(sweep_dir / "optuna.journal").trials
     running = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
     assert len(running) == 1  # the trial whose run was killed
@@ -335,12 +344,7 @@ def test_a_trial_left_by_a_dead_sweep_on_another_machine_is_retried_once_its_hea
         host="other-machine",
     )
     _wait_for_results(tmp_path / "a", 1)
-    deadline = time.monotonic() + 120
-    while not [t for t in study(storage, "logreg").trials if t.state == TrialState.RUNNING]:  # its next trial
-        assert time.monotonic() < deadline and other.poll() is None, "the other machine's sweep asked no more"
-        time.sleep(0.2)
-    other.send_signal(signal.SIGKILL)  # a node lost: nobody tells the study
-    other.wait()
+    _kill_during_a_trial(other, storage)  # a node lost
     [left] = [t for t in study(storage, "logreg").trials if t.state == TrialState.RUNNING]
     assert left.user_attrs["sweeper"].startswith("other-machine:")
 
