@@ -41,7 +41,7 @@ class OptunaSweeper(Sweeper):
         sweeper = self.config.hydra.sweeper
         params = {**OmegaConf.to_container(sweeper.get("params") or {}), **dict(a.split("=", 1) for a in arguments)}
         space, fixed = studies.search_space(params)
-        folds = studies.folds_of(OmegaConf.select(self.config, "data.folds"), fixed)
+        folds = studies.folds_of(self.config.data, fixed)
         pruner = "fold_pruner" if folds else "pruner"
         study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
         studies.claim_space(study, space)

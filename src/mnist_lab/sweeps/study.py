@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
 from mnist_lab.training.run_folder import read_result
+from mnist_lab.validation import check_arguments
 
 SPACE_KEY = "search_space"  # the study's user attribute that holds the search space it was created with
 OWNER_KEY = "sweeper"  # a trial's user attribute: the sweep process (host:pid) that runs it
@@ -151,11 +152,14 @@ def running_trial(study: optuna.Study, number: int) -> optuna.Trial:
 
 def heartbeat_times(sweeper: DictConfig) -> tuple[float, float]:
     """``hydra.sweeper.heartbeat_s`` and ``grace_s`` (null: 3 x heartbeat_s), refused unless positive numbers."""
-    every, grace = sweeper.get("heartbeat_s", 60), sweeper.get("grace_s") or 3 * sweeper.get("heartbeat_s", 60)
-    for key, value in (("heartbeat_s", every), ("grace_s", grace)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"hydra.sweeper.{key}={value} is not allowed: it must be a number of seconds above 0")
-    return float(every), float(grace)
+    every = _seconds("heartbeat_s", sweeper.heartbeat_s)
+    return every, _seconds("grace_s", sweeper.get("grace_s") or 3 * every)
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"hydra.sweeper.{key}={value} is not allowed: it must be a number of seconds above 0")
+    return float(value)
 
 
 def _silent(trial: optuna.trial.FrozenTrial, grace_s: float, now: float) -> bool:
@@ -325,15 +329,11 @@ def results(study: optuna.Study) -> dict[str, Any]:
     return json.loads(json.dumps(summary, default=str))
 
 
-def folds_of(configured: Any, fixed: dict[str, str]) -> Optional[int]:
-    """``data.folds`` of a search (from its config or its fixed overrides), where a trial trains every fold."""
-    folds = fixed.get("data.folds", configured)
+def folds_of(data: DictConfig, fixed: dict[str, str]) -> Optional[int]:
+    """``data.folds`` of a search, where a trial trains every fold; checked against the datamodule's bounds."""
     if "data.fold" in fixed:
         raise ConfigError(
             f"data.fold={fixed['data.fold']} is not allowed in sweep=optuna: each trial trains all data.folds"
         )
-    if folds in (None, "null"):
-        return None
-    if not str(folds).isdigit() or int(folds) < 2:
-        raise ConfigError(f"data.folds={folds} is not allowed: input should be greater than or equal to 2")
-    return int(folds)
+    check_arguments(data, "data")
+    return data.get("folds")

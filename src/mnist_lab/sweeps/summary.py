@@ -109,7 +109,7 @@ def _setting(setting: str, runs: list[dict], objective: str) -> dict[str, Any]:
         values = [v for v in (_finished_value(r, key) for r in runs) if v is not None]
         row[f"{key}_mean"] = statistics.mean(values) if values else None
         row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
-    row["folds"] = sum(_finished_value(r, objective) is not None for r in runs)
+        row.setdefault("folds", len(values))  # the folds that finished with an objective
     return row
 
 

@@ -6,12 +6,12 @@ import netrc
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 
 from mnist_lab.logs import get_logger
-
-if TYPE_CHECKING:  # the resolvers import this module at every script's start, before Lightning is needed
-    import lightning as L
 
 log = get_logger(__name__)
 HOST = "api.wandb.ai"
@@ -42,15 +42,11 @@ def offline() -> bool:
     return not (_logged_in() and _reachable())
 
 
-def finish_wandb(trainer: Optional["L.Trainer"], failed: bool = False) -> None:
-    """End a run's W&B runs (the next run of a sweep would otherwise log into them), naming the upload command.
-
-    Rank 0 only: the other ranks of a DDP run hold no W&B run."""
+@rank_zero_only  # the other ranks of a DDP run hold no W&B run
+def finish_wandb(trainer: Optional[L.Trainer], failed: bool = False) -> None:
+    """End a run's W&B runs (the next run of a sweep would otherwise log into them), naming the upload command."""
     from lightning.pytorch.loggers import WandbLogger
-    from lightning.pytorch.utilities import rank_zero_only
 
-    if rank_zero_only.rank != 0:
-        return
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
             run = logger.experiment
