@@ -12,6 +12,7 @@ from filelock import FileLock
 from omegaconf import DictConfig
 
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
+from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.resolvers import register_resolvers
 from support import compose_config, run_script
 
@@ -90,3 +91,9 @@ def one_batch_run(tmp_path_factory) -> dict:
     run(compose_config(f"output_dir={run_dir}", "trainer.accelerator=cpu", "logger=[]", *limits))
     result = json.loads((run_dir / "result.json").read_text())
     return {"dir": run_dir, "ckpt": next((run_dir / "checkpoints").glob("epoch*.ckpt")), "test_acc": result["test_acc"]}
+
+
+@pytest.fixture(scope="session")
+def network(one_batch_run) -> Network:
+    """one_batch_run's network, as predict.py and serve.py load it: where any network serves."""
+    return load_network(one_batch_run["ckpt"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -34,11 +35,6 @@ def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def network(one_batch_run) -> Network:
-    return load_network(one_batch_run["ckpt"])
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +77,9 @@ def test_predict_reads_drawings_as_predict_py_does(client, network, drawings):
         reading = read_digit(network, path.read_bytes(), LIMITS["max_pixels"])
         assert result["name"] == path.name and result["digit"] == reading.digit
         assert result["probabilities"] == pytest.approx(reading.probabilities.tolist(), abs=1e-4)
-        seen = torch.tensor(result["seen"])
+        header, png = result["seen"].split(",")
+        assert header == "data:image/png;base64"
+        seen = torch.from_numpy(np.asarray(Image.open(io.BytesIO(base64.b64decode(png))))).int()
         assert seen.shape == (28, 28) and seen.max() == 255
         assert torch.equal(seen, (reading.seen * 255).round().int())
 
@@ -225,6 +223,10 @@ STROKES = {  # digit -> pointer paths on the 280 px canvas, as a person draws th
 }
 
 
+SEEN_HAS_INK = """Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data)
+    .some((level, i) => i % 4 === 0 && level > 200)"""
+
+
 def draw(page, paths: list[list[tuple[int, int]]]) -> None:
     box = page.locator("#canvas").bounding_box()
     for path in paths:
@@ -266,6 +268,7 @@ def test_the_page_reads_a_drawn_digit_and_an_uploaded_photo_in_chromium(server, 
             assert shown_digit(page) == str(digit)
             assert page.locator("#bars li").count() == 10
             assert page.locator("#bars li.top").get_attribute("data-digit") == str(digit)
+            page.wait_for_function(SEEN_HAS_INK, timeout=5_000)  # what the network saw, from the answer's PNG
         page.screenshot(path=tmp_path / "drawn.png")
         page.click("#clear")
         page.set_input_files("#photo", str(photo))

@@ -15,7 +15,7 @@ from mnist_lab.data.kaggle_csv import read_digit_csv, write_submission
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
 from mnist_lab.errors import ConfigError, InputError, require
 from mnist_lab.inference.backends import Network, load_network
-from mnist_lab.inference.reading import read_digit
+from mnist_lab.inference.reading import read_digit, unexpected
 from mnist_lab.logs import get_logger
 from mnist_lab.training.hparams import trained_with
 
@@ -65,6 +65,10 @@ def predict_files(
             reading = read_digit(network, file, max_pixels)
         except InputError as err:
             log.info(f"{name}: error: {err}")
+            failures += 1
+            continue
+        except Exception as err:  # noqa: BLE001 - a bug met on one image must not cost the user the others
+            log.info(f"{name}: error: {unexpected(name, err)}")
             failures += 1
             continue
         rows.append(_row(name, reading.probabilities))

@@ -24,8 +24,14 @@ from mnist_lab.errors import ImageTooLarge, InputError, NotAnImage
 
 WORK_SIDE = 800  # px: larger photos are shrunk first; the digit ends up 20 px tall anyway
 PAPER_WINDOW = 0.12  # of the longest side: wider than a pen stroke, narrower than a shadow's soft edge
+MIN_WINDOW = 15  # px: ... and, in a small image (MNIST's 28 px), wider than its 2-4 px strokes
+DIMMEST_PAPER = 96  # grey level: ink is measured against a page at least this bright (a dim page's shadows are no ink)
 POLARITY_BLUR = 0.15  # of the longest side: the page's brightness around a stroke, wider than thick strokes
-MIN_INK = 0.15  # what Otsu's threshold calls ink is paper texture and noise if this faint on average
+MIN_INK = 0.15  # of the page's brightness: light marks on dark paper fainter than this are glare, not ink
+FRAME = 0.02  # of the longest side: the border left out when looking for ink (a page's edge, a scan's frame)
+INK_BLUR = 0.005  # of the longest side: noise is averaged away over this, strokes are wider
+MIN_CONTRAST = 0.04  # of the page's brightness: the faintest ink, ...
+MIN_SNR = 8  # ... and how many times the bare paper's noise it must stand out by
 NEAR_DIGIT = 0.25  # strokes count as the digit's if this close to its largest stroke (of that stroke's size)
 MIN_PART = 0.005  # ... and at least this fraction of its area (dots of noise are not)
 SOFT_EDGE = 0.15  # of the digit's size: how far a blurred stroke's soft edge may reach beyond the threshold
@@ -93,14 +99,27 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def odd_reflection(image: np.ndarray, sides: tuple[int, int, int, int]) -> np.ndarray:
+    """uint8 ``image`` padded by (top, bottom, left, right) px, each border continuing the slope it ends with."""
+    edge = cv2.copyMakeBorder(image, *sides, cv2.BORDER_REPLICATE).astype(np.int16)
+    mirror = cv2.copyMakeBorder(image, *sides, cv2.BORDER_REFLECT_101)
+    return np.clip(2 * edge - mirror, 0, 255).astype(np.uint8)
+
+
 def ink_map(gray: np.ndarray) -> np.ndarray:
-    """How much ink each pixel of a ``dark_ink`` image holds, float32 in [0, 1]: the paper, with
-    its light and shadows, divided out."""
-    k = int(PAPER_WINDOW * max(gray.shape)) | 1
-    # A closing (max then min filter) wipes out strokes thinner than k: what is left is the paper.
-    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    paper = smooth(paper, k / 4)
-    return 1 - np.clip(gray.astype(np.float32) / np.maximum(paper, 1), 0, 1)
+    """How much ink each pixel of a ``dark_ink`` image holds, float32 in [0, 1]: how much darker it is than the
+    paper around it, as a share of the paper's brightness (light and shadows divided out)."""
+    k = max(int(PAPER_WINDOW * max(gray.shape)), MIN_WINDOW) | 1
+    # A closing (max then min filter) wipes out strokes thinner than k: what is left is the paper. Outside the
+    # image the paper goes on as it ends (odd reflection): a closing would take the dark end of a gradient for ink.
+    h, w = gray.shape
+    specks_out = cv2.medianBlur(gray, 3)  # a light speck would be taken for the paper
+    padded = odd_reflection(odd_reflection(specks_out, (k, k, 0, 0)), (0, 0, k, k))  # rows, then columns: corners too
+    paper = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    # Smoothed where that lowers it only: a blur would lift the paper in a shadow's dark edge above the page.
+    paper = smooth(paper, k / 4)[k : k + h, k : k + w]
+    # Against at least a dim page's brightness: on a black page nothing is darker, so nothing is ink.
+    return np.clip((paper - gray) / np.maximum(paper, DIMMEST_PAPER), 0, 1)
 
 
 def digit_parts(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -125,24 +144,42 @@ def digit_parts(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]
         near = grown
 
 
+def blank(ink: np.ndarray) -> bool:
+    """Whether an ink map holds no stroke: its marks, cleaned of specks and noise, stand out from the bare paper by
+    less than MIN_CONTRAST of the page, or by less than MIN_SNR times the paper's own noise."""
+    margin = int(FRAME * max(ink.shape))
+    inner = ink[margin : ink.shape[0] - margin, margin : ink.shape[1] - margin]
+    side = max(inner.shape)
+    clean = cv2.GaussianBlur(cv2.medianBlur(inner, 5 if side > 200 else 3), (0, 0), max(0.5, INK_BLUR * side))
+    if clean.max() < MIN_CONTRAST:
+        return True
+    _, marks = cv2.threshold((clean / clean.max() * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    bare = clean[cv2.dilate(marks, np.ones((5, 5), np.uint8)) == 0]
+    if not bare.size or not marks.any():
+        return True
+    paper = np.median(bare)
+    contrast, noise = np.median(clean[marks > 0]) - paper, 1.4826 * np.median(np.abs(bare - paper))
+    return bool(contrast < max(MIN_CONTRAST, MIN_SNR * noise))
+
+
 def digit_strokes(ink: np.ndarray) -> np.ndarray:
     """The digit cut out of an ink map: its bounding box, grey levels kept, other marks and noise zeroed."""
-    level, mask = cv2.threshold((ink * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    if not mask.any() or ink[mask > 0].mean() < MIN_INK:
+    if blank(ink):
         raise InputError(NO_DIGIT)
+    _, mask = cv2.threshold((ink * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     parts, (left, top, right, bottom) = digit_parts(mask)
     # The threshold cuts a soft or blurred stroke in half: keep the ink around the parts too, above the
-    # paper's own faint ink (its texture and noise, measured away from the digit).
-    k = int(SOFT_EDGE * max(right - left, bottom - top)) | 1
-    around = cv2.dilate(parts, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    bare = cv2.dilate(around, np.ones((3, 3), np.uint8)) == 0
+    # paper's own faint ink (its texture and noise, measured away from every mark).
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(SOFT_EDGE * max(right - left, bottom - top)) | 1,) * 2)
+    around = cv2.dilate(parts, disk)
+    bare = cv2.dilate(mask, disk) == 0
     paper = np.percentile(ink[bare], PAPER_INK) if bare.any() else 0
     digit = np.clip(ink - paper, 0, None) * around
-    rows, cols = np.flatnonzero(digit.max(1) > 0), np.flatnonzero(digit.max(0) > 0)
-    if not len(rows):
+    full = np.percentile(digit[parts > 0], 90)  # full strokes are 1, as in MNIST
+    if full <= 0:  # the paper's noise is as dark as the strokes
         raise InputError(NO_DIGIT)
-    digit = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return np.clip(digit / np.percentile(digit[digit * 255 > level], 90), 0, 1)  # full strokes are 1, as in MNIST
+    rows, cols = np.flatnonzero(digit.max(1) > 0), np.flatnonzero(digit.max(0) > 0)
+    return np.clip(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] / full, 0, 1)
 
 
 def sharpen(digit: np.ndarray) -> np.ndarray:

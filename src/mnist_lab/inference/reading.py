@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 
 from mnist_lab.inference.backends import Network
 from mnist_lab.inference.preprocess import open_image, to_mnist
+
+TRACEBACKS = logging.getLogger("mnist_lab.tracebacks")  # conf/hydra/default.yaml: to the run's log file only
 
 
 @dataclass
@@ -30,3 +33,9 @@ def read_digit(network: Network, source: Path | bytes, max_pixels: int) -> Readi
     seen = to_mnist(open_image(source, max_pixels))
     probabilities = network.probabilities(seen[None])[0]
     return Reading(int(probabilities.argmax()), probabilities, seen)
+
+
+def unexpected(name: str, err: Exception) -> str:
+    """The error line of a failure that is not the image's fault (a bug); its traceback goes to the run's log."""
+    TRACEBACKS.error(f"{name}: unexpected error", exc_info=err)
+    return f"could not be read ({type(err).__name__}: {err}); a bug, not your image: the traceback is in the run's log"

@@ -5,7 +5,7 @@ with a 4xx and the message predict.py prints; the server keeps serving."""
 
 from __future__ import annotations
 
-import logging
+import base64
 import os
 from dataclasses import dataclass
 from importlib.resources import files
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import anyio
+import cv2
+import torch
 from fastapi import APIRouter, FastAPI, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,12 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_lab.errors import ImageTooLarge, InputError
 from mnist_lab.inference.backends import Network
-from mnist_lab.inference.reading import Reading, read_digit
+from mnist_lab.inference.reading import Reading, read_digit, unexpected
 from mnist_lab.training.hparams import trained_with
 from mnist_lab.training.run_folder import read_result
 
 PAGE = files("mnist_lab.serving") / "page"
-log = logging.getLogger(__name__)
 
 
 def model_facts(network: Network, ckpt_path: Path) -> dict[str, Any]:
@@ -44,12 +45,19 @@ def model_facts(network: Network, ckpt_path: Path) -> dict[str, Any]:
     }
 
 
+def seen_png(seen: torch.Tensor) -> str:
+    """The 28x28 the network saw as a PNG data URL, ink white (~400 bytes: a list of 784 levels cost the
+    server more to write than the network to read it)."""
+    _, png = cv2.imencode(".png", (seen * 255).round().byte().numpy())
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+
+
 def reading_json(name: str, reading: Reading) -> dict[str, Any]:
     return {
         "name": name,
         "digit": reading.digit,
-        "probabilities": [round(float(p), 5) for p in reading.probabilities],
-        "seen": (reading.seen * 255).round().int().tolist(),  # 28 rows of 28 grey levels, ink 255
+        "probabilities": [round(p, 5) for p in reading.probabilities.tolist()],
+        "seen": seen_png(reading.seen),
     }
 
 
@@ -102,9 +110,8 @@ class Reader:
             return reading_json(name, read_digit(self.network, data, self.max_pixels)), None
         except InputError as err:
             error = err.status, str(err)
-        except Exception as err:  # noqa: BLE001 - a decoder's own failure on a crafted file is still bad input
-            log.exception(f"{name}: unexpected error")
-            error = 400, f"not a readable image ({type(err).__name__})"
+        except Exception as err:  # noqa: BLE001 - a bug met on one image must not cost the others, nor the server
+            error = 422, unexpected(name, err)
         return {"name": name, "error": error[1]}, error
 
 
@@ -146,11 +153,17 @@ async def malformed(request: Request, err: RequestValidationError) -> JSONRespon
 
 
 def create_app(
-    network: Network, ckpt_path: Path, max_bytes: int, max_pixels: int, max_images: int, threads: int = 1
+    network: Network,
+    ckpt_path: Path,
+    max_bytes: int,
+    max_pixels: int,
+    max_images: int,
+    threads: int = 1,
+    workers: int = 1,
 ) -> FastAPI:
-    """``threads``: the torch threads one image's network uses."""
+    """``threads``: the torch threads one image's network uses; ``workers``: the processes sharing the cores."""
     app = FastAPI(title="mnist-lab", summary="Recognise a handwritten digit", docs_url="/docs", redoc_url=None)
-    limiter = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // threads))
+    limiter = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // (threads * workers)))
     facts = model_facts(network, ckpt_path)
     app.state.reader = Reader(network, facts, max_bytes, max_pixels, max_images, limiter)
     app.add_middleware(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import uvicorn
+from fastapi import FastAPI
 from omegaconf import DictConfig
 from pydantic import ConfigDict, Field, PositiveInt
 from typing_extensions import TypedDict
+from uvicorn.supervisors import Multiprocess
 
 from mnist_lab.errors import ConfigError, require
 from mnist_lab.inference.backends import load_network
@@ -21,6 +25,9 @@ from mnist_lab.validation import validate
 
 log = get_logger(__name__)
 BACKLOG = 2048  # connections queued before uvicorn accepts them (its own default)
+AUTO_WORKERS = 4  # workers=auto: a process per core, at most this many (each holds its own torch and network)
+WORKER_START_S = 120  # a worker that has not answered uvicorn's health check in this long is restarted
+WORKER_SETTINGS = "MNIST_LAB_SERVE"  # the environment variable a worker process reads its settings from
 
 
 class ServeSettings(TypedDict):
@@ -34,6 +41,7 @@ class ServeSettings(TypedDict):
     max_pixels: PositiveInt
     max_images: PositiveInt
     threads: PositiveInt
+    workers: PositiveInt | Literal["auto"]
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -54,14 +62,39 @@ def bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def app_of(settings: dict) -> FastAPI:
+    """The app of serve.py's settings: the checkpoint loaded, its network on ``threads`` threads."""
+    use_threads(settings["threads"])
+    ckpt_path = Path(settings["ckpt_path"])
+    network = load_network(ckpt_path, settings["backend"], settings["onnx_path"])
+    limits = {key: settings[key] for key in ("max_bytes", "max_pixels", "max_images", "threads", "workers")}
+    return create_app(network, ckpt_path, **limits)
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's app factory in each worker process (a fresh interpreter): the settings serve() handed down."""
+    return app_of(json.loads(os.environ[WORKER_SETTINGS]))
+
+
 def serve(cfg: DictConfig) -> None:
     ckpt_path = Path(require(cfg, "ckpt_path", "python serve.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt"))
     validate(ServeSettings, {key: cfg.get(key) for key in ServeSettings.__annotations__})
     sock = bound_socket(cfg.host, cfg.port)
-    use_threads(cfg.threads)
-    network = load_network(ckpt_path, cfg.backend, cfg.onnx_path)
-    log.info(trained_with(network.model.run_config))
-    app = create_app(network, ckpt_path, cfg.max_bytes, cfg.max_pixels, cfg.max_images, cfg.threads)
+    settings = {key: cfg[key] for key in ("ckpt_path", "backend", "onnx_path", *ServeSettings.__annotations__)}
+    settings["workers"] = min(os.cpu_count() or 1, AUTO_WORKERS) if cfg.workers == "auto" else cfg.workers
+    app = app_of(settings)  # in this process too: a bad checkpoint is said once, before any worker starts
+    log.info(trained_with(app.state.reader.network.model.run_config))
     host, port = sock.getsockname()[:2]
-    log.info(f"Serving {ckpt_path} ({cfg.backend}) at http://{host}:{port}  (Ctrl-C stops)")
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    log.info(f"Serving {ckpt_path} ({cfg.backend}, {settings['workers']} worker processes) at http://{host}:{port}")
+    if settings["workers"] == 1:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        return
+    os.environ[WORKER_SETTINGS] = json.dumps(settings)
+    config = uvicorn.Config(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=settings["workers"],
+        log_level="warning",
+        timeout_worker_healthcheck=WORKER_START_S,  # its 5 s default kills a worker still importing torch
+    )
+    Multiprocess(config, sockets=[sock]).run()

@@ -97,14 +97,14 @@ function drawBars(probabilities) {
   }
 }
 
-function drawSeen(rows) {
+function drawSeen(png) {
   const view = document.getElementById("seen").getContext("2d");
-  const image = view.createImageData(28, 28);
-  (rows || []).flat().forEach((level, i) => {
-    image.data.set([level, level, level, 255], 4 * i);
-  });
-  if (!rows) image.data.fill(0);
-  view.putImageData(image, 0, 0);
+  view.fillStyle = "black";
+  view.fillRect(0, 0, 28, 28);
+  if (!png) return;
+  const image = new Image();
+  image.onload = () => view.drawImage(image, 0, 0);
+  image.src = png;
 }
 
 fetch("model").then((r) => r.json()).then((m) => {

@@ -1,0 +1,109 @@
+"""The one reading path (open, preprocess, classify) against every kind of image a person may give it."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnist_lab.errors import InputError
+from mnist_lab.inference import reading
+from mnist_lab.inference.prediction import predict_files
+from mnist_lab.inference.preprocess import to_mnist
+from mnist_lab.inference.reading import read_digit
+from support.blank_pages import KINDS, blank_pages
+from support.fuzz_images import fuzz_images
+from support.soft_digits import harsh_page, soft_page
+
+MAX_PIXELS = 4_000_000
+
+
+def failures(network, images: list[tuple[str, bytes]]) -> list[str]:
+    """The images whose reading raised anything but the project's own input errors."""
+    out = []
+    for name, data in images:
+        try:
+            read_digit(network, data, MAX_PIXELS)
+        except InputError:
+            pass
+        except Exception as err:  # noqa: BLE001 - what the test is looking for
+            out.append(f"{name}: {type(err).__name__}: {err}")
+    return out
+
+
+def test_no_generated_image_fails_but_with_an_input_error(network, mnist):
+    assert failures(network, fuzz_images(mnist["test_x"], 300, seed=0)) == []
+
+
+@pytest.mark.slow  # 3,000 more images, ~1 minute
+def test_no_image_of_a_larger_fuzz_fails_but_with_an_input_error(network, mnist):
+    assert failures(network, fuzz_images(mnist["test_x"], 3000, seed=1)) == []
+
+
+def refused(images) -> int:
+    count = 0
+    for image in images:
+        try:
+            to_mnist(np.asarray(image))
+        except InputError:
+            count += 1
+    return count
+
+
+def test_pages_without_a_digit_are_refused_whatever_their_shade(mnist):
+    pages = blank_pages(400, seed=0)
+    kept = Counter(kind for kind, data in pages if not refused([Image.open(io.BytesIO(data)).convert("RGB")]))
+    assert sum(kept.values()) <= 4, kept  # the goal: 99 % refused
+    assert {kind: kept[kind] for kind in KINDS if kind not in ("shadowed", "gradient", "noise")} == dict.fromkeys(
+        [k for k in KINDS if k not in ("shadowed", "gradient", "noise")], 0
+    )
+
+
+def test_faint_and_blurry_digits_are_not_taken_for_blank_pages(mnist):
+    rng = np.random.default_rng(0)
+    digits = mnist["test_x"][:200]
+    assert refused(255 - d.numpy() for d in digits) == 0  # MNIST's own, dark on light
+    assert refused(d.numpy() for d in digits) == 0  # ... and as they are, light on dark
+    for page, side in ((soft_page, 8), (harsh_page, 8), (harsh_page, 10)):
+        assert refused(page(d, side, rng) for d in digits) <= 1  # the goal: 0.5 %
+    faint = (255 - 0.2 * torch.nn.functional.interpolate(digits[:50, None].float(), size=112)[:, 0]).byte()
+    assert refused(d.numpy() for d in faint) == 0  # ink at 20 % of the page's brightness (docs/benchmarks.md: fainter)
+
+
+@pytest.mark.slow  # all 10,000 MNIST test digits, ~30 s
+def test_no_mnist_test_digit_is_taken_for_a_blank_page(mnist):
+    assert refused(d.numpy() for d in mnist["test_x"]) == 0
+
+
+def broken_on_small_images(original):
+    """to_mnist with a bug that shows on images under 100 px only."""
+
+    def to_mnist(image):
+        if max(image.shape) < 100:
+            raise ZeroDivisionError("a bug")
+        return original(image)
+
+    return to_mnist
+
+
+def test_an_unexpected_failure_costs_only_its_own_input(network, mnist, tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr(reading, "to_mnist", broken_on_small_images(reading.to_mnist))
+    for name, side in (("small.png", 50), ("large.png", 200)):
+        Image.fromarray(255 - mnist["test_x"][0].numpy()).resize((side, side)).save(tmp_path / name)
+    with caplog.at_level(logging.INFO):
+        rows, failed = predict_files(
+            network, [str(tmp_path / "small.png"), str(tmp_path / "large.png")], MAX_PIXELS, None
+        )
+    assert failed == 1 and [row["input"] for row in rows] == [str(tmp_path / "large.png")]
+    [line] = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith(str(tmp_path / "small.png") + ": error")
+    ]
+    assert "ZeroDivisionError: a bug" in line
+    [trace] = [r for r in caplog.records if r.name == reading.TRACEBACKS.name]
+    assert trace.exc_info and trace.exc_info[0] is ZeroDivisionError
