@@ -25,7 +25,6 @@ from mnist_lab.errors import ImageTooLarge, InputError, NotAnImage
 WORK_SIDE = 800  # px: larger photos are shrunk first; the digit ends up 20 px tall anyway
 PAPER_WINDOW = 0.12  # of the longest side: wider than a pen stroke, narrower than a shadow's soft edge
 MIN_WINDOW = 15  # px: ... and, in a small image (MNIST's 28 px), wider than its 2-4 px strokes
-DIMMEST_PAPER = 96  # grey level: ink is measured against a page at least this bright (a dim page's shadows are no ink)
 POLARITY_BLUR = 0.15  # of the longest side: the page's brightness around a stroke, wider than thick strokes
 MIN_INK = 0.15  # of the page's brightness: light marks on dark paper fainter than this are glare, not ink
 FRAME = 0.02  # of the longest side: the border left out when looking for ink (a page's edge, a scan's frame)
@@ -99,27 +98,22 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def odd_reflection(image: np.ndarray, sides: tuple[int, int, int, int]) -> np.ndarray:
-    """uint8 ``image`` padded by (top, bottom, left, right) px, each border continuing the slope it ends with."""
-    edge = cv2.copyMakeBorder(image, *sides, cv2.BORDER_REPLICATE).astype(np.int16)
-    mirror = cv2.copyMakeBorder(image, *sides, cv2.BORDER_REFLECT_101)
-    return np.clip(2 * edge - mirror, 0, 255).astype(np.uint8)
-
-
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """How much ink each pixel of a ``dark_ink`` image holds, float32 in [0, 1]: how much darker it is than the
     paper around it, as a share of the paper's brightness (light and shadows divided out)."""
     k = max(int(PAPER_WINDOW * max(gray.shape)), MIN_WINDOW) | 1
     # A closing (max then min filter) wipes out strokes thinner than k: what is left is the paper. Outside the
-    # image the paper goes on as it ends (odd reflection): a closing would take the dark end of a gradient for ink.
+    # image the paper goes on as it ends, padded by hand: OpenCV's own border, a new one for each filter, would
+    # make the dark end of a gradient a valley, and the closing would take it for ink.
     h, w = gray.shape
     specks_out = cv2.medianBlur(gray, 3)  # a light speck would be taken for the paper
-    padded = odd_reflection(odd_reflection(specks_out, (k, k, 0, 0)), (0, 0, k, k))  # rows, then columns: corners too
+    r = k  # as far as the closing (a max then a min filter, k/2 each) reaches
+    padded = cv2.copyMakeBorder(specks_out, r, r, r, r, cv2.BORDER_REPLICATE)
     paper = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    # Smoothed where that lowers it only: a blur would lift the paper in a shadow's dark edge above the page.
-    paper = smooth(paper, k / 4)[k : k + h, k : k + w]
-    # Against at least a dim page's brightness: on a black page nothing is darker, so nothing is ink.
-    return np.clip((paper - gray) / np.maximum(paper, DIMMEST_PAPER), 0, 1)
+    paper = smooth(paper, k / 4)[r : r + h, r : r + w]
+    # A pen stroke wider than k stays in the closing as paper darker than the page: all ink. (A page that is all
+    # ink is then blank: no contrast.)
+    return 1 - np.clip(gray.astype(np.float32) / np.maximum(paper, 1), 0, 1)
 
 
 def digit_parts(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -172,7 +166,7 @@ def digit_strokes(ink: np.ndarray) -> np.ndarray:
     # paper's own faint ink (its texture and noise, measured away from every mark).
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(SOFT_EDGE * max(right - left, bottom - top)) | 1,) * 2)
     around = cv2.dilate(parts, disk)
-    bare = cv2.dilate(mask, disk) == 0
+    bare = cv2.dilate(mask, np.ones(disk.shape, np.uint8)) == 0  # a square: 3x faster than the disk, as far
     paper = np.percentile(ink[bare], PAPER_INK) if bare.any() else 0
     digit = np.clip(ink - paper, 0, None) * around
     full = np.percentile(digit[parts > 0], 90)  # full strokes are 1, as in MNIST
