@@ -25,6 +25,7 @@ from mnist_lab.errors import ImageTooLarge, InputError, NotAnImage
 WORK_SIDE = 800  # px: larger photos are shrunk first; the digit ends up 20 px tall anyway
 PAPER_WINDOW = 0.12  # of the longest side: wider than a pen stroke, narrower than a shadow's soft edge
 MIN_WINDOW = 15  # px: ... and, in a small image (MNIST's 28 px), wider than its 2-4 px strokes
+DARK_PAPER = 0.25  # of the image's range of grey: paper at most this far above its darkest is dark paper
 POLARITY_BLUR = 0.15  # of the longest side: the page's brightness around a stroke, wider than thick strokes
 MIN_INK = 0.15  # of the page's brightness: light marks on dark paper fainter than this are glare, not ink
 FRAME = 0.02  # of the longest side: the border left out when looking for ink (a page's edge, a scan's frame)
@@ -83,8 +84,11 @@ def dark_ink(image: np.ndarray) -> np.ndarray:
     small = cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA).astype(np.float32)
     page = cv2.resize(cv2.GaussianBlur(small, (0, 0), POLARITY_BLUR * max(small.shape)), gray.shape[::-1])
     darkest, lightest = np.percentile(gray - page, [0.2, 99.8])
-    # Light ink on dark paper (MNIST itself) only when clearly so: a blank page's glare is no ink.
-    if lightest > max(-2 * darkest, 255 * MIN_INK):
+    # Light ink on dark paper only when clearly so: a blank page's glare is no ink. Or when most of the image, the
+    # paper, lies at the dark end of its range: in a small image (MNIST's own 28x28) the page's blur sees only ink.
+    low, middle, high = np.percentile(gray, [1, 50, 99])
+    mostly_dark = high - low > 255 * MIN_INK and middle < low + DARK_PAPER * (high - low)
+    if lightest > max(-2 * darkest, 255 * MIN_INK) or mostly_dark:
         gray = 255 - gray
     return gray
 
