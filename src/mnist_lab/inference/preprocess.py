@@ -111,10 +111,9 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     # make the dark end of a gradient a valley, and the closing would take it for ink.
     h, w = gray.shape
     specks_out = cv2.medianBlur(gray, 3)  # a light speck would be taken for the paper
-    r = k  # as far as the closing (a max then a min filter, k/2 each) reaches
-    padded = cv2.copyMakeBorder(specks_out, r, r, r, r, cv2.BORDER_REPLICATE)
+    padded = cv2.copyMakeBorder(specks_out, k, k, k, k, cv2.BORDER_REPLICATE)  # the closing reaches k/2 twice
     paper = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    paper = smooth(paper, k / 4)[r : r + h, r : r + w]
+    paper = smooth(paper, k / 4)[k : k + h, k : k + w]
     # A pen stroke wider than k stays in the closing as paper darker than the page: all ink. (A page that is all
     # ink is then blank: no contrast.)
     return 1 - np.clip(gray.astype(np.float32) / np.maximum(paper, 1), 0, 1)
