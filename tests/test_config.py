@@ -8,10 +8,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from mnist_lab import hardware
+from mnist_lab.command_line import EXTRAS
 from mnist_lab.errors import ConfigError
 from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
-from mnist_lab.training.run import prepare
+from mnist_lab.training.run import check
 from mnist_lab.training.settings import validate_run
 from support import CONF
 
@@ -26,8 +27,8 @@ def options(group: str) -> list[str]:
     + [f"model/{g}={o}" for g in ("optimizer", "scheduler") for o in options(f"model/{g}")],
 )
 def test_every_config_option_composes_and_instantiates(make_cfg, override, tmp_path, monkeypatch):
-    if override == "logger=mlflow":
-        pytest.importorskip("mlflow", reason='logger=mlflow needs the mlflow extra: pip install -e ".[mlflow]"')
+    if extra := EXTRAS.get(tuple(override.split("="))):  # logger=mlflow, logger=wandb: skipped without their extra
+        pytest.importorskip(extra[0], reason=f'{override} needs the {extra[1]} extra: pip install -e ".[{extra[1]}]"')
     monkeypatch.chdir(tmp_path)  # where logger=mlflow creates its outputs/mlflow.db
     cfg = make_cfg(override)
     OmegaConf.resolve(cfg)
@@ -121,12 +122,17 @@ def test_unknown_model_name_lists_the_choices(make_cfg):
         # true is no integer (YAML's booleans are not 1 and 0 here).
         ("trainer.max_epochs=true", "trainer.max_epochs=True is not allowed: input should be a valid integer"),
         ("data.batch_size=true", "data.batch_size=True is not allowed: input should be a valid integer"),
-        # Lightning's own checks, naming the key its message names.
-        ("trainer.max_steps=-3", "trainer.max_steps=-3 is not allowed: `max_steps` must be a non-negative integer"),
+        # What Lightning checks only once the model is built, refused before.
         (
-            "trainer.limit_train_batches=-1",
-            "trainer.limit_train_batches=-1 is not allowed: You have passed invalid value -1 for limit_train_batches",
+            "trainer.max_steps=-3",
+            "trainer.max_steps=-3 is not allowed: input should be -1 or greater than or equal to 0",
         ),
+        ("trainer.limit_train_batches=-1", "trainer.limit_train_batches=-1 is not allowed: input should be greater"),
+        # A key that nothing reads, and a typo of one that is read.
+        ("+foo=1", "foo=1 is not allowed: there is no such setting here"),
+        ("+trainer.max_epoch=5", "trainer.max_epoch=5 is not allowed: .* the nearest one is trainer.max_epochs"),
+        ("+model.net.dropot=0.1", "model.net.dropot=0.1 is not allowed: .* the nearest one is model.net.dropout"),
+        ("+seeds=3", "seeds=3 is not allowed: there is no such setting here; the nearest one is seed"),
         ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 is not allowed: input should be greater than 0"),
         (
             "model.optimizer.weight_decay=-1",
@@ -145,8 +151,7 @@ def test_bad_settings_are_refused_before_any_work(make_cfg, override, message):
     if override == "trainer=gpu":  # the fixture pins the CPU; ask for the GPU again
         cfg.trainer.accelerator = "gpu"
     with pytest.raises(ConfigError, match=message):
-        prepare(cfg)  # checks and builds the data module and model; reads no data
-        build_trainer(cfg)
+        check(cfg)  # what a run checks before it writes, seeds or builds the model
 
 
 @pytest.mark.parametrize("cpu_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])

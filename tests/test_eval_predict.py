@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 from pathlib import Path
 
@@ -9,10 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from mnist_lab.errors import ConfigError
 from mnist_lab.inference.backends import Network
+from mnist_lab.inference.evaluation import evaluate
+from mnist_lab.inference.exporting import export
+from mnist_lab.inference.prediction import predict
 from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
 from mnist_lab.models.classifier import load_classifier
-from support import run_script
+from support import compose_config, run_script
 from support.drawings import write_drawings
 from support.photos import PAGE, photo, write_photos
 from support.soft_digits import soft_page
@@ -78,6 +83,7 @@ def test_eval_refuses_bad_checkpoints_in_one_line(trained_run, tmp_path: Path, c
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "outputs").exists()  # a refused run leaves no folder behind
 
 
 def test_to_mnist_recovers_an_mnist_digit(mnist):
@@ -142,7 +148,8 @@ def test_predict_recognises_photos_and_drawings_and_reports_bad_inputs(trained_r
     assert "folder holds no images" in lines[str(tmp_path / "empty")]
     assert "7 input(s) could not be predicted" in result.stdout
     with (out / "predictions.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 141
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 148 and sum(bool(row["error"]) for row in rows) == 7  # the failed inputs too
     seen = sorted((out / "inputs").glob("*.png"))
     assert len(seen) == 141 and Image.open(seen[0]).size == (28, 28)
 
@@ -190,7 +197,7 @@ def test_train_refuses_a_file_that_is_not_a_checkpoint_in_one_line(tmp_path: Pat
         f"error: {tmp_path / 'notes.ckpt'}: cannot be read as a safe (weights-only) checkpoint: "
         "it is not a file torch.save wrote (KeyError)"
     )
-    assert json.loads(next((tmp_path / "outputs" / "runs").glob("*/result.json")).read_text())["status"] == "failed"
+    assert not (tmp_path / "outputs").exists()  # refused before it started: no run folder left behind
 
 
 @pytest.mark.slow  # a trained CNN: train.py as a subprocess
@@ -200,3 +207,71 @@ def test_soft_blurry_digits_keep_their_strokes(trained_run, mnist):
     pages = [np.asarray(soft_page(digit, 8, rng)) for digit in mnist["test_x"][:100]]  # shrunk to 8 px: the blurriest
     seen = torch.stack([to_mnist(page) for page in pages])
     assert (network.probabilities(seen).argmax(-1) == mnist["test_y"][:100]).sum() >= 87  # 83 when a threshold cut them
+
+
+def predict_in(folder: Path, ckpt: Path, *overrides: str) -> list[dict]:
+    """predict.py's task with ``overrides``, its output in ``folder``; the rows of its predictions.csv."""
+    out = folder / "out"
+    cfg = compose_config(f"ckpt_path={ckpt}", "save_csv=true", f"output_dir={out}", *overrides, config_name="predict")
+    try:
+        predict(cfg)
+    except SystemExit as stop:
+        assert stop.code == 1  # an input failed, and the others were predicted
+    with (folder / "out" / "predictions.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_reads_one_path_given_without_brackets_as_that_file(one_batch_run, tmp_path: Path, monkeypatch, mnist):
+    for name in ("three.png", "other.png"):
+        Image.fromarray(255 - mnist["test_x"][0].numpy()).save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # "three.png" read letter by letter has "." in it: this folder
+    rows = predict_in(tmp_path, one_batch_run["ckpt"], "inputs=three.png")
+    assert [row["input"] for row in rows] == ["three.png"] and rows[0]["digit"]
+
+
+def test_predict_reads_each_file_once_never_outside_its_folder_and_lists_failures(one_batch_run, tmp_path: Path, mnist):
+    digits, outside = tmp_path / "digits", tmp_path / "outside"
+    (digits / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for path in (digits / "a.png", digits / "sub" / "b.png", outside / "c.png"):
+        Image.fromarray(255 - mnist["test_x"][0].numpy()).save(path)
+    (digits / "link.png").symlink_to(outside / "c.png")  # leads out of the folder
+    (digits / "linked_folder").symlink_to(outside, target_is_directory=True)
+    inputs = f"inputs=[{digits / 'a.png'},{digits},{tmp_path / 'missing.png'}]"
+    rows = predict_in(tmp_path, one_batch_run["ckpt"], inputs)
+    assert [row["input"] for row in rows] == [
+        str(digits / "a.png"),
+        str(digits / "sub" / "b.png"),
+        str(tmp_path / "missing.png"),
+    ]
+    assert rows[-1]["error"] == "no such file or folder" and rows[-1]["digit"] == ""
+    assert rows[0]["error"] == "" and rows[0]["digit"]
+
+
+@pytest.mark.parametrize(
+    "script, override, message",
+    [
+        ("predict", "max_pixels=-5", "max_pixels=-5 is not allowed: input should be greater than 0"),
+        ("predict", "test_index=-1", "test_index=-1 is not allowed"),
+        ("predict", "backend=tensorrt", "backend=tensorrt is not allowed: input should be 'torch' or 'onnx'"),
+        (
+            "predict",
+            "+max_pixel=5",
+            "max_pixel=5 is not allowed: there is no such setting here; the nearest one is max_pixels",
+        ),
+        ("eval", "+foo=1", "foo=1 is not allowed: there is no such setting here"),
+        ("eval", "data.eval_batch_size=0", "data.eval_batch_size=0 is not allowed: input should be greater than 0"),
+        ("export", "check=maybe", "check=maybe is not allowed: input should be a valid boolean"),
+        ("serve", "max_images=0", "max_images=0 is not allowed: input should be greater than 0"),
+        ("serve", "+worker=2", "worker=2 is not allowed: there is no such setting here; the nearest one is workers"),
+    ],
+)
+def test_every_script_refuses_bad_settings_before_it_reads_the_checkpoint(tmp_path: Path, script, override, message):
+    if script == "serve":
+        pytest.importorskip("fastapi", reason='serve.py needs the serve extra: pip install -e ".[serve]"')
+    task = {"predict": predict, "eval": evaluate, "export": export}.get(script)
+    task = task or importlib.import_module("mnist_lab.serving.server").serve
+    given = [f"ckpt_path={tmp_path / 'missing.ckpt'}", f"output_dir={tmp_path}", override]
+    cfg = compose_config(*given, *(["inputs=[a.png]"] if script == "predict" else []), config_name=script)
+    with pytest.raises(ConfigError, match=message):  # not the missing checkpoint: the settings come first
+        task(cfg)

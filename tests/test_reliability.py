@@ -143,10 +143,19 @@ def test_non_finite_loss_stops_the_run_naming_step_and_cause(tmp_path: Path):
         ("model.net.dropout=1.5", "model.net.dropout=1.5 is not allowed"),
         ("model=resnet", "Could not find 'model/resnet'"),
         ("experiment=nope", "Could not find 'experiment/nope'"),
-        ("data.batch_size=0", "data.batch_size=0 is not allowed"),
+        ("data.batch_size=-3", "data.batch_size=-3 is not allowed"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs=abc is not allowed"),
+        ("+foo=1", "foo=1 is not allowed: there is no such setting here"),
+        # Hydra's own refusal suggests +trainer.max_epoch=5, which only adds a key nothing reads.
+        (
+            "trainer.max_epoch=5",
+            "trainer.max_epoch=5 is not allowed: there is no such setting here; the nearest one is trainer.max_epochs",
+        ),
+        ("trainer.fast_dev_run=true", "trainer.fast_dev_run is not in the config; add it with +trainer.fast_dev_run"),
     ],
 )
 def test_config_errors_stop_before_any_work(tmp_path: Path, override, message):
     proc = run_script("train.py", override, cwd=tmp_path)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
-    assert not list(tmp_path.rglob("*.ckpt")) and "parameters" not in proc.stdout  # refused before the model was built
+    assert "Seed set" not in proc.stdout + proc.stderr and "parameters" not in proc.stdout  # refused first
+    assert not (tmp_path / "outputs").exists()  # no run folder left behind

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lab.errors import UserError
 from mnist_lab.hydra_job import in_sweep
 from mnist_lab.resolvers import register_resolvers
+from mnist_lab.validation import nearest, signature_schema
 
 # (config group, option) -> (the module it needs, the extra of pyproject.toml that installs it)
 EXTRAS = {
@@ -64,6 +71,21 @@ def require_extras(config: str, args: Iterable[str]) -> None:
                 require_extra(module, extra, arg)
 
 
+def discard_unstarted_run() -> None:
+    """Remove the job's folder when it holds only what Hydra wrote before the task ran (its .hydra/ and log):
+    a run refused before it started leaves nothing behind. A folder with anything else in it is kept."""
+    job = HydraConfig.get()
+    folder = Path(job.runtime.output_dir)
+    if not (folder.is_dir() and {p.name for p in folder.iterdir()} <= {job.output_subdir, f"{job.job.name}.log"}):
+        return
+    shutil.rmtree(folder)
+    here = Path.cwd()
+    for parent in folder.parents:  # outputs/runs/ too, where it was made for this run and is now empty
+        if parent == here or here not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """A single run stops on a known problem with one line, not a traceback; sweeps record it instead."""
 
@@ -74,9 +96,40 @@ def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
         except (UserError, FloatingPointError) as err:
             if in_sweep():
                 raise
+            discard_unstarted_run()
             raise SystemExit(f"error: {err}") from None
 
     return wrapper
+
+
+def unknown_key(err: CompactHydraException) -> str | None:
+    """Hydra's refusal of ``key=value`` for a key not in the config, as one line naming the nearest real key.
+
+    Hydra suggests ``+key=value``, which for a typo (trainer.max_epoch) only adds a key that nothing reads.
+    """
+    override, cause = re.search(r"To append to your config use \+(\S+)", str(err)), err.__cause__
+    if not (override and isinstance(cause, OmegaConfBaseException) and isinstance(cause.parent_node, DictConfig)):
+        return None
+    parent, key = cause.parent_node, str(cause.full_key)
+    takes = getattr(signature_schema(parent["_target_"]), "__annotations__", {}) if "_target_" in parent else {}
+    if key.rsplit(".", 1)[-1] in takes:  # an argument of the class that the YAML does not list
+        return f"error: {override[1]}: {key} is not in the config; add it with +{override[1]}"
+    return f"error: {override[1]} is not allowed: there is no such setting here{nearest(key, [*parent, *takes])}."
+
+
+def hydra_errors(app: Callable[[], Any]) -> None:
+    """Hydra's own errors (a missing config group, a bad override) in its short form, an unknown key with the
+    nearest real one; anything else raises as it is (HYDRA_FULL_ERROR=1: Hydra reports all, as it would)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return app()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: the message can be completed
+    try:
+        app()
+    except CompactHydraException as err:
+        cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
+        raise SystemExit(unknown_key(err) or "\n".join(filter(None, (str(err), cause and str(cause))))) from None
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]
 
 
 def main(task: Callable[[DictConfig], Any], config: str) -> None:
@@ -84,4 +137,4 @@ def main(task: Callable[[DictConfig], Any], config: str) -> None:
     require_extras(config, sys.argv[1:])
     register_resolvers()
     conf_dir = Path(sys.argv[0]).resolve().parent / "conf"
-    hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(task))()
+    hydra_errors(hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(task)))

@@ -9,11 +9,12 @@ string a path. A refusal is one ``ConfigError`` naming the full key.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
 import typing
-from typing import Annotated, Any, Iterator, Mapping
+from typing import Annotated, Any, Iterable, Iterator, Mapping
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -91,10 +92,18 @@ def _located(values: Any, loc: tuple) -> tuple[str, Any]:
     return path, value
 
 
-def _reason(errors: list[dict]) -> str:
+def nearest(key: str, known: Iterable[str]) -> str:
+    """'; the nearest one is <the closest known key>', or nothing when none is close."""
+    *parent, name = key.split(".")
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return f"; the nearest one is {'.'.join([*parent, match[0]])}" if match else ""
+
+
+def _reason(errors: list[dict], schema: Any, key: str) -> str:
     """pydantic's messages for one setting as one clause: 'input should be -1 or greater than 0'."""
     if errors[0]["type"] == "extra_forbidden":
-        return "there is no such setting here"
+        known = getattr(schema, "__annotations__", {}) if len(errors[0]["loc"]) == 1 else {}
+        return "there is no such setting here" + nearest(key, known)
     first, *more = dict.fromkeys(e["msg"] for e in errors)
     return " or ".join([first[0].lower() + first[1:], *(m.removeprefix("Input should be ") for m in more)])
 
@@ -111,7 +120,8 @@ def validate(schema: Any, values: Mapping[str, Any], where: str = "") -> None:
         errors = [e for e in err.errors() if e["type"] != "needs_python_object"] or err.errors()
         path, value = _located(values, errors[0]["loc"])
         same = [e for e in errors if _located(values, e["loc"])[0] == path]
-        raise ConfigError(f"{'.'.join(filter(None, (where, path)))}={value} is not allowed: {_reason(same)}.") from None
+        key = ".".join(filter(None, (where, path)))
+        raise ConfigError(f"{key}={value} is not allowed: {_reason(same, schema, key)}.") from None
 
 
 def _nodes(node: Any, where: str) -> Iterator[tuple[str, Any]]:
@@ -133,3 +143,10 @@ def check_arguments(conf: Any, where: str = "") -> None:
         for schema in (signature_schema(node["_target_"]), NARROWED.get(node["_target_"])):
             if schema is not None:
                 validate(schema, _arguments(node), key)
+
+
+def check_config(settings: Any, cfg: DictConfig) -> None:
+    """A script's whole config, before anything is read or built: its own top-level ``settings`` (a TypedDict;
+    any other key is refused, naming the nearest real one) and the arguments of every object it builds."""
+    validate(settings, {key: None if OmegaConf.is_missing(cfg, key) else cfg[key] for key in cfg})
+    check_arguments(cfg)

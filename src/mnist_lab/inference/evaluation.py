@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, ListConfig
+from pydantic import ConfigDict
+from typing_extensions import NotRequired, TypedDict
 
 from mnist_lab.building import build
 from mnist_lab.data.mnist import to_unit
@@ -18,8 +21,22 @@ from mnist_lab.training.builders import instantiate_loggers
 from mnist_lab.training.callbacks import TestFigures
 from mnist_lab.training.hparams import trained_with
 from mnist_lab.training.run_folder import read_result
+from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
+
+
+class EvalSettings(TypedDict):
+    """conf/eval.yaml: any other key is refused; data, trainer and logger are checked against their classes."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+
+    ckpt_path: str | list[str]  # several: tested as an ensemble
+    data: NotRequired[Any]
+    trainer: NotRequired[Any]
+    logger: NotRequired[Any]
+    output_dir: str
+    task_name: str
 
 
 def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
@@ -54,6 +71,7 @@ def checkpoint_of(path: str) -> str:
 def evaluate(cfg: DictConfig) -> dict:
     """Test ``cfg.ckpt_path`` (a checkpoint or run folder; several: as an ensemble) into the run folder."""
     given = require(cfg, "ckpt_path", "python eval.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
+    check_config(EvalSettings, cfg)
     paths = [checkpoint_of(p) for p in (given if isinstance(given, ListConfig) else [given])]
     return evaluate_ensemble(cfg, paths) if len(paths) > 1 else evaluate_one(cfg, paths[0])
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig
+from pydantic import ConfigDict
+from typing_extensions import TypedDict
 
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
 from mnist_lab.errors import require
@@ -13,8 +16,21 @@ from mnist_lab.inference.backends import Network, OnnxNetwork, export_onnx
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
+
+
+class ExportSettings(TypedDict):
+    """conf/export.yaml: any other key is refused."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+
+    ckpt_path: str
+    check: bool
+    data_dir: Optional[str]
+    output_dir: str
+    task_name: str
 
 
 def compare(torch_net: Network, onnx_net: Network, images, labels) -> dict:
@@ -31,6 +47,7 @@ def compare(torch_net: Network, onnx_net: Network, images, labels) -> dict:
 
 def export(cfg: DictConfig) -> dict:
     path = require(cfg, "ckpt_path", "python export.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
+    check_config(ExportSettings, cfg)
     model = load_classifier(path)
     log.info(trained_with(model.run_config))
     onnx_path = Path(cfg.output_dir) / "model.onnx"

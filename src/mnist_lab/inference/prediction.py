@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from pydantic import ConfigDict, NonNegativeInt, PositiveInt
 from torchvision.utils import save_image
+from typing_extensions import TypedDict
 
 from mnist_lab.data.kaggle_csv import read_digit_csv, write_submission
 from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
@@ -18,6 +20,7 @@ from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.inference.reading import read_digit, unexpected
 from mnist_lab.logs import get_logger
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
 
@@ -27,13 +30,48 @@ SHOWN_SCALE = 4  # test_index pictures are saved 4x MNIST's 28 px, large enough 
 Row = dict[str, object]
 
 
+class PredictSettings(TypedDict):
+    """conf/predict.yaml: any other key is refused."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+
+    ckpt_path: str
+    inputs: str | list[str]  # inputs=a.png is that one file
+    test_index: Optional[NonNegativeInt | list[NonNegativeInt]]
+    kaggle_csv: Optional[str]
+    save_inputs: bool
+    save_csv: bool
+    backend: Literal["torch", "onnx"]
+    onnx_path: Optional[str]
+    max_pixels: PositiveInt
+    data_dir: Optional[str]
+    output_dir: str
+    task_name: str
+
+
+def as_list(value: Any) -> list:
+    """A setting that takes one value or a list of them (``inputs=a.png``, ``inputs=[a.png,b/]``) as a list."""
+    return [value] if isinstance(value, (str, int)) else list(value or [])
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files under ``folder``, sorted; links that lead out of it are left out."""
+    inside = folder.resolve()
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve().is_relative_to(inside)
+    )
+
+
 def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Optional[str]]]:
-    """Expand files and folders into (name, path, error) rows; a folder without images is an error row."""
-    rows = []
+    """Expand files and folders into (name, path, error) rows, each file once however often it is named;
+    a folder without images is an error row."""
+    rows, seen = [], set()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = images_in(path)
             rows += [(str(p), p, None) for p in found] or [
                 (item, None, "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
             ]
@@ -41,11 +79,23 @@ def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Option
             rows.append((item, path, None))
         else:
             rows.append((item, None, "no such file or folder"))
-    return rows
+    unique = []
+    for name, path, error in rows:
+        key = path.resolve() if path else name
+        if key not in seen:
+            seen.add(key)
+            unique.append((name, path, error))
+    return unique
 
 
 def _row(name: str, probs: torch.Tensor) -> Row:
-    return {"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4)}
+    return {"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4), "error": ""}
+
+
+def _failed(name: str, error: str) -> Row:
+    """A failed input's row: its error line, on the console and in predictions.csv."""
+    log.info(f"{name}: error: {error}")
+    return {"input": name, "digit": "", "probability": "", "error": error}
 
 
 def top3(probs: torch.Tensor) -> str:
@@ -53,40 +103,38 @@ def top3(probs: torch.Tensor) -> str:
     return "  ".join(f"{int(di)}: {float(pi):.3f}" for di, pi in zip(d, p))
 
 
-def predict_files(
-    network: Network, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]
-) -> tuple[list[Row], int]:
-    """One line per image file; the 28x28 each became is saved in ``save_dir`` if given. Returns rows and failures."""
-    rows, failures = [], 0
-    for name, file, error in image_paths(inputs):
+def predict_files(network: Network, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]) -> list[Row]:
+    """One line and row per image file, failed ones too; the 28x28 each became is saved in ``save_dir`` if given."""
+    files = image_paths(inputs)
+    if len(files) > 1:
+        log.info(f"Reading {len(files)} inputs")
+    rows = []
+    for name, file, error in files:
         try:
             if error:
                 raise InputError(error)
             reading = read_digit(network, file, max_pixels)
         except InputError as err:
-            log.info(f"{name}: error: {err}")
-            failures += 1
+            rows.append(_failed(name, str(err)))
             continue
         except Exception as err:  # noqa: BLE001 - a bug met on one image must not cost the user the others
-            log.info(f"{name}: error: {unexpected(name, err)}")
-            failures += 1
+            rows.append(_failed(name, unexpected(name, err)))
             continue
         rows.append(_row(name, reading.probabilities))
         log.info(f"{name}: {reading.digit}   (top 3  {top3(reading.probabilities)})")
         if save_dir:
             save_dir.mkdir(exist_ok=True)
             save_image(reading.seen, save_dir / f"{len(rows):04d}_{Path(name).stem}.png")
-    return rows, failures
+    return rows
 
 
-def predict_test_images(network: Network, indices: list[int], data_dir: Path, out: Path) -> tuple[list[Row], int]:
+def predict_test_images(network: Network, indices: list[int], data_dir: Path, out: Path) -> list[Row]:
     """MNIST test images by index, each with its true label and saved, enlarged, in ``out``."""
     test = load_mnist(data_dir)
-    rows, failures = [], 0
+    rows = []
     for i in indices:
-        if not 0 <= i < len(test["test_y"]):
-            log.info(f"test_index={i}: error: the test set has images 0..{len(test['test_y']) - 1}")
-            failures += 1
+        if i >= len(test["test_y"]):
+            rows.append(_failed(f"test[{i}]", f"the test set has images 0..{len(test['test_y']) - 1}"))
             continue
         x = to_unit(test["test_x"][i])
         probs = network.probabilities(x[None])[0]
@@ -97,7 +145,7 @@ def predict_test_images(network: Network, indices: list[int], data_dir: Path, ou
             f"   (top 3  {top3(probs)}); saved {image}"
         )
         rows.append(_row(f"test[{i}]", probs))
-    return rows, failures
+    return rows
 
 
 def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
@@ -109,7 +157,7 @@ def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
 
 def write_predictions(rows: list[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["input", "digit", "probability"])
+        writer = csv.DictWriter(f, fieldnames=["input", "digit", "probability", "error"])
         writer.writeheader()
         writer.writerows(rows)
     log.info(f"Wrote {path}")
@@ -120,6 +168,7 @@ def predict(cfg: DictConfig) -> None:
     path = require(
         cfg, "ckpt_path", "python predict.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt inputs=[digit.png]"
     )
+    check_config(PredictSettings, cfg)
     if not (cfg.inputs or cfg.test_index is not None or cfg.kaggle_csv):
         raise ConfigError("nothing to predict: give inputs=[a.png,folder/], test_index=N or kaggle_csv=test.csv")
     network = load_network(path, cfg.backend, cfg.onnx_path)
@@ -127,15 +176,15 @@ def predict(cfg: DictConfig) -> None:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "inputs" if cfg.save_inputs else None
-    rows, failures = predict_files(network, cfg.inputs or [], cfg.max_pixels, saved)
+    rows = predict_files(network, as_list(cfg.inputs), cfg.max_pixels, saved)
     if cfg.test_index is not None:
-        indices = [cfg.test_index] if isinstance(cfg.test_index, int) else list(cfg.test_index)
-        more, failed = predict_test_images(network, indices, Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR, out)
-        rows, failures = rows + more, failures + failed
+        data_dir = Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR
+        rows += predict_test_images(network, as_list(cfg.test_index), data_dir, out)
     if cfg.kaggle_csv:
         predict_kaggle_csv(network, Path(cfg.kaggle_csv), out)
     if cfg.save_csv and rows:
         write_predictions(rows, out / "predictions.csv")
+    failures = sum(1 for row in rows if row["error"])
     if failures:
         log.info(f"{failures} input(s) could not be predicted.")
         raise SystemExit(1)

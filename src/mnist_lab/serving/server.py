@@ -6,7 +6,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,7 +21,7 @@ from mnist_lab.inference.reading import use_threads
 from mnist_lab.logs import get_logger
 from mnist_lab.serving.app import create_app
 from mnist_lab.training.hparams import trained_with
-from mnist_lab.validation import validate
+from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
 BACKLOG = 2048  # connections queued before uvicorn accepts them (its own default)
@@ -31,10 +31,13 @@ WORKER_SETTINGS = "MNIST_LAB_SERVE"  # the environment variable a worker process
 
 
 class ServeSettings(TypedDict):
-    """conf/serve.yaml's settings of the server itself."""
+    """conf/serve.yaml: any other key is refused."""
 
-    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
 
+    ckpt_path: str
+    backend: Literal["torch", "onnx"]
+    onnx_path: Optional[str]
     host: Annotated[str, Field(min_length=1)]  # an address, e.g. 127.0.0.1
     port: Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
     max_bytes: PositiveInt
@@ -42,6 +45,8 @@ class ServeSettings(TypedDict):
     max_images: PositiveInt
     threads: PositiveInt
     workers: PositiveInt | Literal["auto"]
+    output_dir: str
+    task_name: str
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -78,9 +83,9 @@ def worker_app() -> FastAPI:
 
 def serve(cfg: DictConfig) -> None:
     ckpt_path = Path(require(cfg, "ckpt_path", "python serve.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt"))
-    validate(ServeSettings, {key: cfg.get(key) for key in ServeSettings.__annotations__})
+    check_config(ServeSettings, cfg)
     sock = bound_socket(cfg.host, cfg.port)
-    settings = {key: cfg[key] for key in ("ckpt_path", "backend", "onnx_path", *ServeSettings.__annotations__)}
+    settings = {key: cfg[key] for key in ServeSettings.__annotations__}
     settings["workers"] = min(os.cpu_count() or 1, AUTO_WORKERS) if cfg.workers == "auto" else cfg.workers
     app = app_of(settings)  # in this process too: a bad checkpoint is said once, before any worker starts
     log.info(trained_with(app.state.reader.network.model.run_config))

@@ -29,11 +29,17 @@ from mnist_lab.training.wandb_mode import finish_wandb
 log = get_logger(__name__)
 
 
-def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
-    """Check the settings, seed, and build the data and the model; nothing is read or trained yet."""
+def check(cfg: DictConfig) -> None:
+    """Refuse the settings, or the checkpoint to start from, before anything is written, seeded or built."""
     validate_run(cfg)
+    build(cfg.data)  # the data module's own checks across its settings (val_size, fold); it reads nothing yet
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path)  # refused now, not after the data is read and the Trainer built
+
+
+def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
+    """Check the settings, seed, and build the data and the model; nothing is read or trained yet."""
+    check(cfg)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
@@ -107,6 +113,8 @@ def run(cfg: DictConfig) -> Optional[float]:
         return done.get(objective)
     if rank_zero_only.rank != 0:  # a DDP worker re-launched by Lightning: rank 0 keeps the records
         return train(cfg)[0].get(objective)
+    if not in_sweep():  # refused alone, it leaves no record (command_line removes its folder); a sweep lists it
+        check(cfg)
     record = RunRecord(run_dir, job_overrides(), resumed=resumed)
     try:
         metrics, objects = train(cfg)

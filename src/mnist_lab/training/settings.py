@@ -1,26 +1,29 @@
 """The run's own settings (the top-level keys of conf/train.yaml) and the rules that span config groups.
 
-Each built object's arguments are validated where it is built (``building.build``), still before any
-data is read; what is checked here belongs to no single object.
+Each built object's arguments are validated here too, against its class, before anything is seeded,
+built or read; ``building.build`` checks them again where they are built.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from omegaconf import DictConfig
 from pydantic import ConfigDict, NonNegativeInt, PositiveInt
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from mnist_lab.errors import ConfigError, check
 from mnist_lab.hardware import resolve_accelerator
+from mnist_lab.training import builders  # noqa: F401 - registers the bounds it narrows the Trainer's arguments to
 from mnist_lab.training.run_folder import RESULTS
-from mnist_lab.validation import Seed, validate
+from mnist_lab.validation import Seed, check_config
 
 
 class RunSettings(TypedDict):
-    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
+    """conf/train.yaml's top-level keys: any other is refused (``+foo=1`` would sit in the config unread)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
 
     seed: Optional[Seed]
     torch_threads: Optional[PositiveInt]
@@ -31,11 +34,17 @@ class RunSettings(TypedDict):
     trial: Optional[NonNegativeInt]  # the Optuna trial's number
     output_dir: str
     task_name: str
+    # The config groups: each object's arguments are checked against its class (check_config).
+    data: NotRequired[Any]
+    model: NotRequired[Any]
+    trainer: NotRequired[Any]
+    logger: NotRequired[Any]
+    callbacks: NotRequired[Any]
 
 
 def validate_run(cfg: DictConfig) -> None:
     """Refuse impossible training settings before any work is done."""
-    validate(RunSettings, {key: cfg.get(key) for key in RunSettings.__annotations__})
+    check_config(RunSettings, cfg)
     if "train_csv" in cfg.data and not cfg.data.train_csv:
         check(not cfg.data.get("test_csv"), "data.train_csv", None, "training on CSVs needs a labelled training CSV")
     strategy = str(cfg.trainer.get("strategy", "auto"))
