@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
+from mnist_lab.training.run_folder import resume_checkpoint
 from support import run_script, start_script
 
 # ~2 s per epoch on two cores (fp32): long enough to be killed in the middle of one.
@@ -84,17 +85,27 @@ def test_killed_run_resumes_in_its_folder_and_matches_an_uninterrupted_run(tmp_p
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
-def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_checkpoint(tmp_path: Path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; kill, timeout and SLURM's preemption
+def test_a_stopped_run_exits_non_zero_and_leaves_a_resumable_checkpoint(tmp_path: Path, sig):
     run_dir = tmp_path / "run"
-    proc = start_and_stop(run_dir, signal.SIGINT)
+    proc = start_and_stop(run_dir, sig)
     out = proc.stdout.read()
-    assert proc.returncode != 0
-    assert f"Continue with: python train.py resume={run_dir}" in out
-    assert result(run_dir)["status"] == "interrupted"
+    assert proc.returncode == 128 + sig  # as the shell reports a process the signal ended: 130, 143
+    assert f"Interrupted ({sig.name}). Continue with: python train.py resume={run_dir}" in out
+    assert result(run_dir)["status"] == "interrupted" and result(run_dir)["signal"] == sig.name
     assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
     resumed = run_script("train.py", f"resume={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert result(run_dir)["status"] == "ok"
+
+
+def test_an_unfinished_run_continues_from_its_last_epoch_else_the_save_made_when_it_was_stopped(tmp_path: Path):
+    assert resume_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    saves = ["checkpoints/interrupted.ckpt", "hpc_ckpt_2.ckpt", "hpc_ckpt_10.ckpt", "checkpoints/last.ckpt"]
+    for i, name in enumerate(saves):  # Ctrl-C or SIGTERM; Lightning's SLURM requeue saves; an epoch's end
+        (tmp_path / name).touch()
+        assert resume_checkpoint(tmp_path) == tmp_path / saves[i]  # each one preferred to those before it
 
 
 def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch):

@@ -197,8 +197,9 @@ class EMA(EMAWeightAveraging):
 
 
 class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Saves ``interrupted.ckpt`` on Ctrl-C (not on errors: a diverged model is nothing to resume)."""
+    """Saves ``interrupted.ckpt`` when a run is stopped from outside: Ctrl-C, SIGTERM, a signal handler's exit
+    (not on errors: a diverged model is nothing to resume)."""
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, (KeyboardInterrupt, SystemExit)):
             super().on_exception(trainer, pl_module, exception)

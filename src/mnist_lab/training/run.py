@@ -22,7 +22,15 @@ from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import DigitClassifier, read_checkpoint
 from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.hparams import log_hparams, run_hparams
-from mnist_lab.training.run_folder import RESULT, RunRecord, finished_result, load_run_config, resume_checkpoint
+from mnist_lab.training.run_folder import (
+    RESULT,
+    RunRecord,
+    exit_status,
+    finished_result,
+    load_run_config,
+    resume_checkpoint,
+    stop_signal,
+)
 from mnist_lab.training.settings import validate_run
 from mnist_lab.training.wandb_mode import finish_wandb
 
@@ -121,7 +129,9 @@ def run(cfg: DictConfig) -> Optional[float]:
     except BaseException as err:
         status = record.fail(err)
         if status == "interrupted":
-            log.info(f"Interrupted. Continue with: python train.py resume={run_dir}")
+            stopped_by = stop_signal(err)
+            log.info(f"Interrupted ({stopped_by}). Continue with: python train.py resume={run_dir}")
+            raise SystemExit(exit_status(stopped_by)) from None  # SIGTERM's SystemExit says 0: success
         elif status == "pruned":  # the sweeper reads it in result.json
             log.info(f"Run {run_dir.name} pruned: {err}")
             return math.nan

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Optional
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.errors import ConfigError
@@ -70,12 +72,29 @@ class RunRecord:
             metrics = getattr(err, "metrics", {})
             self._write("pruned", **{key: metrics.get(key) for key in RESULTS}, epochs=getattr(err, "epochs", None))
             return "pruned"
-        # Lightning turns Ctrl-C into SystemExit after its graceful shutdown.
-        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
-        status = "interrupted" if interrupted else "failed"
-        message = "stopped by Ctrl-C" if interrupted else f"{type(err).__name__}: {err}"
-        self._write(status, error=message, traceback=traceback.format_exc())
-        return status
+        stopped_by = stop_signal(err)
+        if stopped_by:
+            self._write("interrupted", error=f"stopped by {stopped_by}", signal=stopped_by)
+            return "interrupted"
+        self._write("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        return "failed"
+
+
+def stop_signal(err: BaseException) -> Optional[str]:
+    """What stopped a run from outside, by the exception it ended with: SIGTERM (``kill``, ``timeout``, a
+    SLURM preemption), SIGINT (Ctrl-C), or "exit" (``sys.exit`` in a signal handler, e.g. submitit's requeue);
+    None for an error of the run's own."""
+    if isinstance(err, SIGTERMException):  # Lightning stops at the next step on SIGTERM
+        return "SIGTERM"
+    # Lightning turns Ctrl-C into SystemExit(1) after its graceful shutdown.
+    if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+        return "SIGINT"
+    return "exit" if isinstance(err, SystemExit) else None
+
+
+def exit_status(stopped_by: str) -> int:
+    """The shell's exit status for a process stopped by ``stopped_by``: 128 + the signal's number (143, 130)."""
+    return 128 + signal.Signals[stopped_by] if stopped_by.startswith("SIG") else 1
 
 
 def pruned(err: BaseException) -> bool:
@@ -97,9 +116,10 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
 
 
 def resume_checkpoint(run_dir: Path) -> Optional[Path]:
-    """Where an unfinished run in ``run_dir`` continues from: the last finished epoch, else the Ctrl-C save."""
-    for name in ("last.ckpt", "interrupted.ckpt"):
-        path = run_dir / "checkpoints" / name
+    """Where an unfinished run in ``run_dir`` continues from: the last finished epoch, else the save made when it
+    was stopped (Lightning's SLURM requeue save, hpc_ckpt_<n>.ckpt, or ours on Ctrl-C or SIGTERM)."""
+    hpc = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
+    for path in (run_dir / "checkpoints" / "last.ckpt", *hpc[-1:], run_dir / "checkpoints" / "interrupted.ckpt"):
         if path.is_file():
             return path
     return None
