@@ -54,7 +54,7 @@ def sweep(
     with (sweep_dir / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     if folds:
-        with (sweep_dir / "folds.csv").open() as f:
+        with (sweep_dir / "settings.csv").open() as f:
             best = list(csv.DictReader(f))[0]  # the best of the settings with every fold
         best = {"val_acc_best": best["val_acc_best_mean"], "test_acc": best["test_acc_mean"]}
     else:

@@ -65,6 +65,9 @@ def test_hparams_tab_lists_the_settings_beside_the_results(run):
     assert {"dropout", "max_epochs", "batch_size", "optimizer", "scheduler", "seed", "precision"} <= set(
         session.hparams
     )
+    # As the config says them, not 256.00 and 0.0000.
+    assert session.hparams["batch_size"].string_value == str(run["cfg"].data.batch_size)
+    assert session.hparams["augment"].string_value == str(bool(run["cfg"].data.augment)).lower()
 
 
 def test_histograms_of_every_layer_each_epoch(run):

@@ -281,9 +281,14 @@ def test_a_fold_search_tells_the_study_each_settings_fold_mean(tmp_path: Path):
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert folds == [0, 1, 2] and trial.value == pytest.approx(sum(values) / 3)
             assert len(trial.intermediate_values) == 3
-        else:  # stopped between folds by the fold pruner
+        else:  # stopped between folds by the fold pruner: said on the console and in the summary
             assert trial.state == optuna.trial.TrialState.PRUNED and folds == list(range(len(folds))) and len(folds) < 3
+            assert f"Trial {trial.number} pruned after {len(folds)} of 3 folds" in result.stdout
+            assert f"| pruned after {len(folds)} of 3 folds | {len(folds)} |" in (sweep_dir / "summary.md").read_text()
     assert (sweep_dir / "summary.md").read_text().startswith("Each setting over its folds (mean ± std)")
+    output = result.stdout + result.stderr
+    for noise in ("Using an existing study", "Launching 0 jobs", "ExperimentalWarning", "\x1b["):
+        assert noise not in output, noise
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert f"best_value: {max(t.value for t in trials if t.value is not None)}" in best
 

@@ -178,9 +178,10 @@ def test_a_fold_grid_summarises_each_setting_over_its_folds_and_tests_them_as_an
     assert result.returncode == 0, result.stderr[-3000:]
     runs = summary(sweep_dir)
     assert len(runs) == 6 and all(r["status"] == "ok" for r in runs)
-    with (sweep_dir / "folds.csv").open() as f:
+    with (sweep_dir / "settings.csv").open() as f:
         settings = list(csv.DictReader(f))
-    assert [s["folds"] for s in settings] == ["3", "3"] and "data.fold=" not in " ".join(s["setting"] for s in settings)
+    assert [s["finished"] for s in settings] == ["3", "3"]
+    assert "data.fold=" not in " ".join(s["setting"] for s in settings)
     means = [float(s["val_acc_best_mean"]) for s in settings]
     assert means == sorted(means, reverse=True)  # best first
     best_runs = [r for r in runs if settings[0]["setting"].split()[-1] in r["overrides"].split()]
@@ -189,7 +190,7 @@ def test_a_fold_grid_summarises_each_setting_over_its_folds_and_tests_them_as_an
     )
     table = (sweep_dir / "summary.md").read_text()
     assert table.startswith("Each setting over its folds (mean ± std), best first:")
-    assert f"| {settings[0]['setting'].split()[-1]} | 3 | {means[0]:.4f} ± " in table  # what differs
+    assert f"| {settings[0]['setting'].split()[-1]} | ok | 3 | {means[0]:.4f} ± " in table  # what differs
 
     command = re.search(r'python eval.py "(ckpt_path=\[.*\])"', table).group(1)
     tested = run_script(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import math
 
 import pytest
+from PIL import Image
 
 from mnist_lab import figures
 from mnist_lab.command_line import require_extras
 from mnist_lab.sweeps.naming import run_dirname
+from mnist_lab.sweeps.summary import write_summary
 from mnist_lab.sweeps.swept_keys import missing_keys
+from mnist_lab.training.run_folder import RESULT
 from support import compose_config
 
 OPTUNA_TRIAL = [
@@ -83,3 +88,66 @@ def test_summary_plot_marks_best_and_failed_runs_and_scales_axes_by_the_search()
     labels = [c.get_label() for c in dropout.collections]
     best, failed = (dropout.collections[labels.index(k)].get_offsets() for k in ("best", "failed"))
     assert best.tolist() == [[0.25, 0.99]] and failed[:, 0].tolist() == [0.5] and failed[0, 1] < 0.98
+
+
+def result_rows(folder, *runs: tuple[list[str], float | None, str]) -> None:
+    """A sweep folder of finished runs: (overrides, val_acc_best, status) each."""
+    for i, (overrides, value, status) in enumerate(runs):
+        run = folder / f"run{i}"
+        run.mkdir()
+        record = {"overrides": overrides, "status": status, "val_acc_best": value, "test_acc": value}
+        (run / RESULT).write_text(json.dumps(record))
+
+
+def test_seeds_are_replicates_each_setting_a_mean_and_std_with_error_bars(tmp_path):
+    result_rows(
+        tmp_path,
+        *[
+            ([f"model.optimizer.lr={lr}", f"seed={seed}"], acc + seed / 100, "ok")
+            for lr, acc in (("0.4004944362142888", 0.9), ("0.1", 0.8))
+            for seed in (1, 2)
+        ],
+    )
+    write_summary(tmp_path)
+    with (tmp_path / "settings.csv").open() as f:
+        grouped = list(csv.DictReader(f))
+    assert [(g["setting"], g["finished"]) for g in grouped] == [
+        ("model.optimizer.lr=0.4004944362142888", "2"),
+        ("model.optimizer.lr=0.1", "2"),
+    ]
+    assert float(grouped[0]["val_acc_best_mean"]) == pytest.approx(0.915)
+    table = (tmp_path / "summary.md").read_text()
+    assert table.startswith("Each setting over its seeds (mean ± std), best first:")
+    assert "| model.optimizer.lr=0.4005 | ok | 2 | 0.9150 ± 0.0071 |" in table  # as the run folders show it
+    assert "(4 runs)" not in table  # no spread across two learning rates
+    assert Image.open(tmp_path / "summary.png").size[0] == 400  # one panel: lr, not seed
+
+
+def test_a_fold_search_trial_stopped_early_is_shown_pruned(tmp_path):
+    trial = ["model.optimizer.lr=0.1", "data.folds=3", "trial=0"]
+    result_rows(
+        tmp_path,
+        *[([*trial, f"data.fold={fold}"], 0.9, "ok") for fold in range(3)],
+        *[(["model.optimizer.lr=0.5", "data.folds=3", "trial=1", f"data.fold={fold}"], 0.5, "ok") for fold in range(2)],
+    )
+    write_summary(tmp_path)
+    table = (tmp_path / "summary.md").read_text()
+    assert "| model.optimizer.lr=0.1 | ok | 3 | 0.9000 ± 0.0000 |" in table
+    assert "| model.optimizer.lr=0.5 | pruned after 2 of 3 folds | 2 | 0.5000 ± 0.0000 |" in table
+
+
+def test_the_summary_plot_has_a_title_and_error_bars():
+    fig = figures.objective_plot({"lr": ["0.1", "0.5"]}, [0.9, 0.8], "val_acc_best", errors=[0.01, 0.02], title="t")
+    assert fig._suptitle.get_text() == "t"
+    [bars] = fig.axes[0].containers
+    tops = [segment[1][1] for segment in bars.lines[2][0].get_segments()]  # each bar from mean - std to mean + std
+    assert tops == pytest.approx([0.91, 0.82])
+
+
+def test_learning_curves_number_epochs_as_epochs_csv_does():
+    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_acc": 0.9 + e / 100} for e in range(2)]
+    fig = figures.learning_curves(history)
+    for ax in fig.axes:
+        shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert shown == [0, 1]  # whole epochs from 0, not 1.25 or 1-based
+    assert fig._suptitle.get_text() == "Learning curves"

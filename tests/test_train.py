@@ -183,3 +183,14 @@ def test_mlflow_logger_records_the_hparams_tab_and_results_per_run_folder(make_c
     assert {"batch_size", "max_epochs", "optimizer", "scheduler", "seed", "precision"} <= set(mlrun.data.params)
     assert mlrun.data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
     assert mlrun.data.metrics["val_acc_best"] == pytest.approx(metrics["val_acc_best"])
+
+
+@pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
+def test_progress_bars_written_to_a_pipe_carry_no_cursor_escapes(tmp_path: Path):
+    limits = [f"trainer.limit_{stage}_batches=3" for stage in ("train", "val", "test")]
+    run = run_script(
+        "train.py", "model=logreg", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=1", *limits,
+        "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Validation" in run.stdout and "\x1b[" not in run.stdout + run.stderr  # no "[A" in a log file

@@ -7,6 +7,7 @@ needed, draws the learning curves and the sweep summary.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -23,12 +24,26 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 ZOOM, CAPTION, GAP = 2, 14, 6  # each digit drawn at 2 x SIDE px, a caption strip below it, space between tiles
-FONT = ImageFont.load_default(size=11)
+TITLE = 24  # px: the strip above a picture that names it
+# matplotlib's DejaVu Sans (found without importing matplotlib): PIL's own default font has no arrow and
+# kerns "4 -> 6" into "4-> 6".
+MATPLOTLIB = Path(importlib.util.find_spec("matplotlib").submodule_search_locations[0])
+FONT = ImageFont.truetype(str(MATPLOTLIB / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"), 11)
+TITLE_FONT = FONT.font_variant(size=13)
 
 
 def to_image(grid: torch.Tensor) -> Image.Image:
     """A (C, H, W) float tensor in [0, 1] as an RGB PIL image."""
     return Image.fromarray(grid.expand(3, -1, -1).mul(255).round().byte().permute(1, 2, 0).numpy())
+
+
+def titled(image: Image.Image, title: str) -> Image.Image:
+    """``image`` below a strip with ``title`` in it, widened where the title is wider."""
+    width = max(image.width, int(TITLE_FONT.getlength(title)) + 2 * GAP)
+    framed = Image.new("RGB", (width, image.height + TITLE), "white")
+    framed.paste(image, ((width - image.width) // 2, TITLE))
+    ImageDraw.Draw(framed).text((width // 2, TITLE // 2), title, fill="black", font=TITLE_FONT, anchor="mm")
+    return framed
 
 
 def digit_grid(
@@ -55,9 +70,12 @@ def digit_grid(
 
 
 def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 64) -> Image.Image:
-    """The first ``limit`` wrongly classified digits, captioned "true -> predicted"."""
-    wrong = torch.nonzero(preds != labels).flatten()[:limit]
-    return digit_grid(images[wrong], [f"{int(labels[i])} -> {int(preds[i])}" for i in wrong])
+    """The first ``limit`` wrongly classified digits, captioned "true → predicted"."""
+    every = torch.nonzero(preds != labels).flatten()
+    wrong = every[:limit]
+    grid = digit_grid(images[wrong], [f"{int(labels[i])} → {int(preds[i])}" for i in wrong])
+    shown = f"the first {len(wrong)} of {len(every)}" if len(every) > len(wrong) else f"all {len(every)}"
+    return titled(grid, f"Misclassified test digits, true → predicted ({shown})")
 
 
 def predictions_grid(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, limit: int = 32) -> Image.Image:
@@ -65,7 +83,7 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, probs: torch.Te
     conf, preds = probs[:limit].max(dim=1)
     captions = [f"{int(p)} ({100 * float(c):.0f}%)" for p, c in zip(preds, conf)]
     colors = ["black" if p == y else "red" for p, y in zip(preds, labels[:limit])]
-    return digit_grid(images[:limit], captions, colors)
+    return titled(digit_grid(images[:limit], captions, colors), "Test digits: predicted (probability), mistakes red")
 
 
 def confusion_matrix_image(matrix: torch.Tensor, cell: int = 44) -> Image.Image:
@@ -97,24 +115,29 @@ def confusion_matrix_image(matrix: torch.Tensor, cell: int = 44) -> Image.Image:
                 font=FONT,
                 anchor="mm",
             )
-    return image
+    return titled(image, f"Confusion matrix: {int(counts.sum()):,} test digits")
 
 
 def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
-    """Loss and accuracy per epoch for train and validation."""
+    """Loss and accuracy per epoch for train and validation; epochs numbered from 0, as in epochs.csv."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = [row["epoch"] + 1 for row in history]
+    epochs = [row["epoch"] for row in history]
     for ax, metric in zip(axes, ("loss", "acc")):
         for stage in ("train", "val"):
             values = [row.get(f"{stage}_{metric}") for row in history]
             if any(v is not None for v in values):
                 ax.plot(epochs, values, marker="o", label=stage)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.25
         ax.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[metric])
+        ax.set_title({"loss": "Loss", "acc": "Accuracy"}[metric])
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+    fig.suptitle("Learning curves")
     fig.tight_layout()
     return fig
 
@@ -168,12 +191,16 @@ def _picked(values: Sequence, chosen: Sequence[bool]) -> list:
     return [v for v, ok in zip(values, chosen) if ok]
 
 
-def _panel(ax: Axes, param: str, values: list, runs: Runs, name: str, log: bool) -> None:
-    """One swept parameter's panel: finished dots, pruned rings, the best run's star, failed runs' crosses."""
+def _panel(ax: Axes, param: str, values: list, runs: Runs, name: str, log: bool, errors: Sequence) -> None:
+    """One swept parameter's panel: finished dots (with error bars), pruned rings, the best run's star, failed
+    runs' crosses."""
     from matplotlib.ticker import MaxNLocator
 
     numbers = _numbers(values)
     xs = numbers or [str(v) for v in values]
+    if any(e is not None for e in errors):
+        spread = [e or 0.0 for e in _picked(errors, runs.done)]
+        ax.errorbar(_picked(xs, runs.done), _picked(runs.objective, runs.done), yerr=spread, fmt="none", capsize=3)
     ax.scatter(_picked(xs, runs.done), _picked(runs.objective, runs.done), label="finished")
     if any(runs.stopped):
         ys = _picked(runs.objective, runs.stopped)
@@ -200,14 +227,18 @@ def objective_plot(
     name: str,
     log_params: Iterable[str] = (),
     pruned: Sequence[bool] = (),
+    errors: Sequence[float | None] = (),
+    title: str = "",
 ) -> Figure:
     """The objective against each swept parameter, one panel each: the best run starred, ``pruned`` runs
     hollow grey at the objective they reached, failed runs (objective None or NaN) as red crosses along
-    the bottom. A log axis only for ``log_params``."""
+    the bottom, ``errors`` (a setting's std over its folds or seeds) as error bars. A log axis only for
+    ``log_params``."""
     runs = Runs.of(objective, pruned)
-    fig, axes = pyplot().subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(params), figsize=(4 * len(params), 3.8), squeeze=False)
     for ax, (param, values) in zip(axes[0], params.items()):
-        _panel(ax, param, values, runs, name, param in set(log_params))
+        _panel(ax, param, values, runs, name, param in set(log_params), errors)
     axes[0][0].legend(fontsize="small")
+    fig.suptitle(title or f"{name} against each swept parameter")
     fig.tight_layout()
     return fig

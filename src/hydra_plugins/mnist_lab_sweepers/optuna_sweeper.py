@@ -91,6 +91,8 @@ class OptunaSweeper(Sweeper):
 
         values: dict[int, list[float]] = {t.number: [] for t in trials}
         for fold in range(folds):
+            if not trials:  # every trial pruned (or failed) before this fold
+                break
             jobs = self.launcher.launch(
                 [studies.fold_overrides(t, fixed, fold) for t in trials], initial_job_idx=job_idx
             )

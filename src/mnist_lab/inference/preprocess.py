@@ -10,6 +10,7 @@ enough strokes, scaled to fit 20x20, centre of mass at the centre of 28x28).
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import cv2
@@ -51,7 +52,9 @@ def open_image(source: Path | bytes, max_pixels: int) -> np.ndarray:
 
     Refuses what is not an image, and images over ``max_pixels``, from the header: before decoding."""
     try:
-        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with warnings.catch_warnings():  # PIL's own bomb warning; max_pixels below says what to do
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         pixels = img.width * img.height
         if pixels <= max_pixels:
             img.load()

@@ -12,7 +12,7 @@ MAX_NAME = 150  # characters; longer folder names are cut and end in a hash of t
 SHOWN_DIGITS = 4  # significant digits of a float in a folder name
 
 
-def _short(value: str) -> str:
+def short_value(value: str) -> str:
     """A float shown to SHOWN_DIGITS significant digits; anything else (and a float that short already) as given."""
     try:
         number = float(value)
@@ -45,9 +45,9 @@ def run_dirname(overrides: list[str]) -> str:
     short = [key.rsplit(".", 1)[-1] for key, _ in items]
     labels = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]
     exact = ",".join(f"{label}={value}" for label, (_, value) in zip(labels, items))
-    name = ",".join(f"{label}={_short(value)}" for label, (_, value) in zip(labels, items))
+    name = ",".join(f"{label}={short_value(value)}" for label, (_, value) in zip(labels, items))
     name = name.replace("/", "_").replace(" ", "") or "defaults"
-    if any(_short(value) != value for _, value in items):
+    if any(short_value(value) != value for _, value in items):
         name = f"{name}_{_hash(exact)}"
     if len(name) > MAX_NAME:
         name = f"{name[: MAX_NAME - 10]}_{_hash(name)}"

@@ -24,8 +24,12 @@ from optuna.trial import TrialState
 
 from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
+from mnist_lab.known_noise import hide_known_noise
+from mnist_lab.logs import get_logger
 from mnist_lab.training.run_folder import read_result
 from mnist_lab.validation import check_arguments
+
+log = get_logger(__name__)
 
 SPACE_KEY = "search_space"  # the study's user attribute that holds the search space it was created with
 OWNER_KEY = "sweeper"  # a trial's user attribute: the sweep process (host:pid) that runs it
@@ -93,6 +97,7 @@ def build_part(sweeper: DictConfig, part: str) -> Any:
 def open_study(sweeper: DictConfig, sampler: Any = None, pruner: str = "pruner") -> optuna.Study:
     """The study that ``sweeper`` (``hydra.sweeper``) names, created on first use, with its ``pruner``
     (``fold_pruner`` when a trial's steps are its folds)."""
+    hide_known_noise()  # "Using an existing study" at every opening; the fold pruner's "experimental"
     try:
         return optuna.create_study(
             study_name=sweeper.study_name,
@@ -280,6 +285,10 @@ def tell_fold(study: optuna.Study, trial: optuna.Trial, job: JobReturn, values: 
         return False
     if trial.should_prune():
         study.tell(trial, state=TrialState.PRUNED)
+        log.info(
+            f"Trial {trial.number} pruned after {len(values)} of {folds} folds "
+            f"(fold mean {statistics.mean(values):.4f}; the summary says so)"
+        )
         return False
     return True
 
@@ -289,6 +298,20 @@ PLOTS = {
     "optuna_intermediate_values.png": "plot_intermediate_values",
     "optuna_importances.png": "plot_param_importances",
 }
+
+
+INTEGER_X = ("optuna_history.png", "optuna_intermediate_values.png")  # trial numbers; epochs or folds
+
+
+def _integer_x(ax: Any) -> None:
+    """Whole-number ticks on ``ax``'s x axis, one unit wide at least (a 1-epoch search's steps are all 0)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = ax.get_xlim()
+    if high - low < 1:
+        middle = (low + high) / 2
+        ax.set_xlim(middle - 0.5, middle + 0.5)
 
 
 def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
@@ -310,6 +333,8 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
         except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. importances of fewer than two finished trials
             continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        if name in INTEGER_X:
+            _integer_x(figure.axes[0])
         figure.set_size_inches(8, 5)
         figure.tight_layout()
         figure.savefig(sweep_dir / name, dpi=100)

@@ -14,14 +14,25 @@ from omegaconf import DictConfig
 
 from mnist_lab import figures
 from mnist_lab.logs import get_logger
-from mnist_lab.sweeps.naming import names_run
+from mnist_lab.sweeps.naming import names_run, short_value
 from mnist_lab.training.run_folder import DONE, RESULT
 
 log = get_logger(__name__)
 
 COLUMNS = ("run", "status", "val_acc_best", "test_acc", "epochs", "wall_s", "error", "overrides", "checkpoint")
-FOLD = "data.fold="  # the override that tells a setting's folds apart
-SETTING_COLUMNS = ("setting", "folds", "val_acc_best_mean", "val_acc_best_std", "test_acc_mean", "test_acc_std", "runs")
+# Overrides that repeat a setting rather than change it: a setting's result is its mean over them.
+REPLICATES = {"data.fold": "folds", "seed": "seeds"}
+FOLDS = "data.folds"  # how many folds a setting has; fewer finished: its trial was pruned (or a fold failed)
+SETTING_COLUMNS = (
+    "setting",
+    "status",
+    "finished",
+    "val_acc_best_mean",
+    "val_acc_best_std",
+    "test_acc_mean",
+    "test_acc_std",
+    "runs",
+)
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -61,20 +72,25 @@ def write_summary(
         return rows
     _write_csv(sweep_dir / "summary.csv", COLUMNS, [{**r, "overrides": " ".join(r["overrides"] or [])} for r in rows])
     lines = _table(COLUMNS[:-2], rows)
-    # Seeds or repeats of one recipe: the mean and spread are the result, not the best run.
-    lines += [f"\n{key}: {text}" for key in (objective, "test_acc") if (text := spread(rows, key))]
-    grouped = settings(rows, objective)
-    if grouped:  # k-fold runs: a setting's result is its mean over its folds
-        _write_csv(sweep_dir / "folds.csv", SETTING_COLUMNS, grouped)
-        lines = _fold_lines(grouped, objective, sweep_dir) + ["", "Every run:", ""] + lines
+    grouped, replicates = settings(rows, objective), replicated(rows)
+    if grouped:  # folds or seeds: a setting's result is its mean over them, not its best run
+        _write_csv(sweep_dir / "settings.csv", SETTING_COLUMNS, grouped)
+        head = _setting_lines(grouped, objective, replicates, sweep_dir)
+        if len(grouped) == 1:  # one recipe repeated: the spread is the result
+            head += [f"\n{key}: {text}" for key in (objective, "test_acc") if (text := spread(rows, key))]
+        lines = head + ["", "Every run:", ""] + lines
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     plotted = grouped or rows
     params = _swept_values(plotted)
     if params:
-        values = [r.get(f"{objective}_mean", r.get(objective)) for r in plotted]
-        pruned = [r.get("status") == "pruned" for r in plotted]
-        name = f"{objective} (mean over folds)" if grouped else objective
-        figures.save(figures.objective_plot(params, values, name, log_params, pruned), sweep_dir / "summary.png")
+        mean = f"{objective}_mean"
+        values = [r[mean] if grouped else r.get(objective) for r in plotted]
+        errors = [r[f"{objective}_std"] for r in grouped]
+        pruned = [r.get("status", "").startswith("pruned") for r in plotted]
+        name = f"{objective} (mean ± std over {' and '.join(replicates)})" if grouped else objective
+        title = f"{sweep_dir.name}: {len(rows)} runs" + (f", {len(grouped)} settings" if grouped else "")
+        figure = figures.objective_plot(params, values, name, log_params, pruned, errors, title)
+        figures.save(figure, sweep_dir / "summary.png")
     return rows
 
 
@@ -90,17 +106,34 @@ def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
 
 
-def settings(rows: list[dict[str, Any]], objective: str = "val_acc_best") -> list[dict[str, Any]]:
-    """The runs that differ only in ``data.fold``, one row per setting: mean and std over its finished folds.
+def _named(row: dict) -> list[str]:
+    return [o for o in row["overrides"] or [] if names_run(o.partition("=")[0])]
 
-    Best first among the settings with the most folds finished (a pruned trial has fewer)."""
+
+def replicated(rows: list[dict[str, Any]]) -> list[str]:
+    """What the runs repeat their settings over: "folds", "seeds" (the replicate keys whose values differ)."""
+    values: dict[str, set] = {key: set() for key in REPLICATES}
+    for row in rows:
+        for key, _, value in (o.partition("=") for o in _named(row)):
+            if key.lstrip("+") in values:
+                values[key.lstrip("+")].add(value)
+    return [noun for key, noun in REPLICATES.items() if len(values[key]) > 1]
+
+
+def settings(rows: list[dict[str, Any]], objective: str = "val_acc_best") -> list[dict[str, Any]]:
+    """The runs that differ only in their folds or seeds, one row per setting: mean and std over its finished runs,
+    and its status: ok, "pruned after k of K folds", or failed.
+
+    Best first among the settings with the most runs finished (a pruned trial has fewer folds)."""
+    varying = {key for key, noun in REPLICATES.items() if noun in replicated(rows)}
+    if not varying:
+        return []
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        named = [o for o in row["overrides"] or [] if names_run(o.partition("=")[0])]
-        if any(o.startswith(FOLD) for o in named):
-            groups.setdefault(" ".join(o for o in named if not o.startswith(FOLD)), []).append(row)
+        kept = [o for o in _named(row) if o.partition("=")[0].lstrip("+") not in varying]
+        groups.setdefault(" ".join(kept), []).append(row)
     grouped = [_setting(setting, runs, objective) for setting, runs in groups.items()]
-    return sorted(grouped, key=lambda g: (-g["folds"], -(g[f"{objective}_mean"] or 0)))
+    return sorted(grouped, key=lambda g: (-g["finished"], -(g[f"{objective}_mean"] or 0)))
 
 
 def _setting(setting: str, runs: list[dict], objective: str) -> dict[str, Any]:
@@ -109,8 +142,23 @@ def _setting(setting: str, runs: list[dict], objective: str) -> dict[str, Any]:
         values = [v for v in (_finished_value(r, key) for r in runs) if v is not None]
         row[f"{key}_mean"] = statistics.mean(values) if values else None
         row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        row.setdefault("folds", len(values))  # the folds that finished with an objective
+        row.setdefault("finished", len(values))  # the runs that finished with an objective
+    row["status"] = _setting_status(runs, row["finished"])
     return row
+
+
+def _setting_status(runs: list[dict], finished: int) -> str:
+    """failed; pruned; "pruned after k of K folds" where a search's fold pruner stopped the trial; else ok."""
+    statuses = {r["status"] for r in runs}
+    if statuses - set(DONE):
+        return "failed"
+    if "pruned" in statuses:
+        return "pruned"
+    given = {o for r in runs for o in r["overrides"] or [] if o.startswith((FOLDS + "=", "trial="))}
+    totals = {o.partition("=")[2] for o in given if o.startswith(FOLDS + "=")}
+    if len(totals) == 1 and len(given) == 2 and (total := totals.pop()).isdigit() and finished < int(total):
+        return f"pruned after {finished} of {total} folds"  # one trial (sweep=optuna) that stopped early
+    return "ok"
 
 
 def _mean_std(row: dict, key: str) -> str:
@@ -118,16 +166,27 @@ def _mean_std(row: dict, key: str) -> str:
     return "" if mean is None else f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
-def _fold_lines(grouped: list[dict], objective: str, sweep_dir: Path) -> list[str]:
-    """The settings table (mean ± std over folds), and the command that tests the best one's folds together."""
+def _shown(override: str) -> str:
+    """An override as the run folders name it: floats to four significant digits."""
+    key, _, value = override.partition("=")
+    return f"{key}={short_value(value)}"
+
+
+def _setting_lines(grouped: list[dict], objective: str, replicates: list[str], sweep_dir: Path) -> list[str]:
+    """The settings table (mean ± std over folds or seeds), and for folds the command that tests the best
+    setting's fold models together."""
     shared = set.intersection(*(set(g["overrides"]) for g in grouped)) if len(grouped) > 1 else set()
-    lines = ["Each setting over its folds (mean ± std), best first:", ""]
-    lines += [f"| setting | folds | {objective} | test_acc |", "|---|---|---|---|"]
+    over = " and ".join(replicates)
+    lines = [f"Each setting over its {over} (mean ± std), best first:", ""]
+    lines += [f"| setting | status | {over} | {objective} | test_acc |", "|---|---|---|---|---|"]
     for g in grouped:  # the overrides all settings share are left out: the table shows what differs
-        setting = " ".join(o for o in g["overrides"] if o not in shared) or g["setting"]
-        lines.append(f"| {setting} | {g['folds']} | {_mean_std(g, objective)} | {_mean_std(g, 'test_acc')} |")
-    folders = ",".join(f"'{sweep_dir / run}'" for run in grouped[0]["runs"])
-    lines += ["", f'Test the best setting\'s folds as one ensemble: python eval.py "ckpt_path=[{folders}]"']
+        setting = " ".join(_shown(o) for o in g["overrides"] if o not in shared) or g["setting"] or "defaults"
+        lines.append(
+            f"| {setting} | {g['status']} | {g['finished']} | {_mean_std(g, objective)} | {_mean_std(g, 'test_acc')} |"
+        )
+    if "folds" in replicates:
+        folders = ",".join(f"'{sweep_dir / run}'" for run in grouped[0]["runs"])
+        lines += ["", f'Test the best setting\'s folds as one ensemble: python eval.py "ckpt_path=[{folders}]"']
     return lines
 
 
@@ -171,6 +230,10 @@ class SweepSummary(Callback):
         pruned = sum(r["status"] == "pruned" for r in rows)
         if pruned:
             log.info(f"{pruned} of {len(rows)} runs pruned (stopped early by the sweep's pruner; not failures).")
+        grouped = settings(rows, self.objective)
+        stopped = [g for g in grouped if g["status"].startswith("pruned after")]
+        if stopped:
+            log.info(f"{len(stopped)} of {len(grouped)} settings pruned between folds (not failures).")
         failed = [r for r in rows if r["status"] not in DONE]
         if failed:
             raise SystemExit(

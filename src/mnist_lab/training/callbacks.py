@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, OnExceptionCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from pydantic import NonNegativeInt
@@ -53,6 +55,20 @@ class ProgressBar(TQDMProgressBar):
                 self.read[key] = (value, float(value))
             shown[key] = self.read[key][1]
         return shown
+
+    def init_validation_tqdm(self) -> Tqdm:
+        if sys.stdout.isatty():
+            return super().init_validation_tqdm()
+        # In a file or a pipe (a SLURM log, `| tee`), a bar on the line below the epoch's is drawn with
+        # cursor-up escapes ("[A"); there it takes the epoch bar's line and leaves nothing behind.
+        return Tqdm(
+            desc=self.validation_description,
+            position=2 * self.process_position,
+            disable=self.is_disabled,
+            leave=False,
+            file=sys.stdout,
+            bar_format=self.BAR_FORMAT,
+        )
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # Lightning leaves a stopped stage's bar open, and tqdm draws it again when the process exits.

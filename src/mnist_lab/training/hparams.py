@@ -42,6 +42,14 @@ def trained_with(run_config: dict | None) -> str:
     return "Trained with: " + ", ".join(f"{k}={v}" for k, v in run_hparams(OmegaConf.create(run_config)).items())
 
 
+def _as_shown(params: dict[str, Any]) -> dict[str, Any]:
+    """Whole numbers and booleans as text: TensorBoard's HPARAMS table shows every number as a float
+    (batch_size 256.00), and torch's summary stores a bool as the number 0 (augment 0.0000)."""
+    return {
+        k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, int) else v for k, v in params.items()
+    }
+
+
 @rank_zero_only
 def log_hparams(trainer: L.Trainer, params: dict[str, Any]) -> None:
     """Fill TensorBoard's HPARAMS tab with ``params`` and the names of a run's RESULTS.
@@ -53,7 +61,7 @@ def log_hparams(trainer: L.Trainer, params: dict[str, Any]) -> None:
         if isinstance(logger, TensorBoardLogger):
             logger.hparams.update(params)  # for its hparams.yaml
             writer = logger.experiment._get_file_writer()
-            for summary in hparams_summary(params, dict.fromkeys((*RESULTS, PRUNED_AT), 0.0)):
+            for summary in hparams_summary(_as_shown(params), dict.fromkeys((*RESULTS, PRUNED_AT), 0.0)):
                 writer.add_summary(summary)
         else:
             logger.log_hyperparams(params)
