@@ -117,10 +117,15 @@ def test_bad_images_get_a_4xx_with_predict_pys_message_and_the_server_keeps_serv
             assert response.json()["error"] == f"{name}: {err.value}"
         assert client.get("/health").status_code == 200
     path, _ = drawings[0]
+    # Some images read: 200, and each failed image's error in its own result (a client that checks the
+    # status keeps the good prediction). None read: the first image's 4xx.
     mixed = post(client, (path.name, path.read_bytes()), ("notes.txt", b"not an image"))
-    assert mixed.status_code == 415  # the good image is still read
+    assert mixed.status_code == 200 and mixed.json()["errors"] == 1
     reading = read_digit(network, path.read_bytes(), LIMITS["max_pixels"])
     assert [r.get("digit") for r in mixed.json()["results"]] == [reading.digit, None]
+    assert "not an image" in mixed.json()["results"][1]["error"]
+    none_read = post(client, ("notes.txt", b"not an image"), ("blank.png", png(Image.new("L", (50, 50), 255))))
+    assert none_read.status_code == 415 and len(none_read.json()["results"]) == 2
 
 
 def test_malformed_requests_are_refused_in_json(client, drawings):
@@ -131,8 +136,28 @@ def test_malformed_requests_are_refused_in_json(client, drawings):
     assert too_many.status_code == 413 and "at most 4" in too_many.json()["error"]
     chunked = client.post("/predict", content=iter([b"abc"]), headers={"content-type": "multipart/form-data"})
     assert chunked.status_code == 411
-    assert client.get("/nothing-here").status_code == 404
+    missing = client.get("/nothing-here")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong = client.get("/predict")  # the page's mount answered 404 {"detail": ...}
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and "use POST" in wrong.json()["error"]
+    assert client.post("/health").status_code == 405
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_the_api_docs_are_served_from_the_package_and_metrics_count_requests(client, drawings):
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text  # Swagger UI's files from here: it works offline
+    assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', docs.text)
+    assert len(assets) == 2 and all(client.get(asset).status_code == 200 for asset in assets)
+    path, _ = drawings[0]
+    post(client, (path.name, path.read_bytes()))
+    post(client, ("notes.txt", b"not an image"))
+    metrics = client.get("/metrics").text
+    counted = dict(
+        re.findall(r'http_requests_total\{handler="/predict",method="POST",status="(\dxx)"\} (\S+)', metrics)
+    )
+    assert float(counted["2xx"]) >= 1 and float(counted["4xx"]) >= 1  # requests and errors
+    assert 'http_request_duration_seconds_count{handler="/predict"' in metrics  # latency
 
 
 def test_a_body_over_its_limit_is_refused_before_it_is_read(tmp_path: Path):
@@ -276,6 +301,12 @@ def test_the_page_reads_a_drawn_digit_and_an_uploaded_photo_in_chromium(server, 
         page.set_input_files("#photo", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"no image"}])
         page.wait_for_selector("#error:not([hidden])")
         assert "not an image" in page.locator("#error").text_content()
+        # The API's docs with no network: every request off this machine refused.
+        docs = browser.new_page()
+        docs.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server) else route.abort())
+        docs.goto(server + "/docs")
+        docs.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=20_000)
+        assert "/predict" in docs.locator(".swagger-ui").text_content()
         browser.close()
     shot = np.asarray(Image.open(tmp_path / "drawn.png").convert("L"))
     assert shot.shape == (560, 900) and (shot < 60).mean() > 0.01  # the strokes, the digit and the 28x28 are drawn

@@ -42,7 +42,10 @@ EXTRAS = {
 }
 # What a script needs whatever its settings: its name -> (the modules, the extra).
 SCRIPT_EXTRAS = {
-    "serve": (("fastapi", "uvicorn", "python_multipart"), "serve"),
+    "serve": (
+        ("fastapi", "uvicorn", "python_multipart", "fastapi_offline", "prometheus_fastapi_instrumentator"),
+        "serve",
+    ),
     "export": (("onnx", "onnxruntime"), "onnx"),
 }
 

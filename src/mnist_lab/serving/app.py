@@ -1,7 +1,10 @@
-"""serve.py's web app: the draw-a-digit page at /, the JSON API at /predict, /model and /health.
+"""serve.py's web app: the draw-a-digit page at /, the JSON API at /predict, /model and /health, its
+Swagger UI at /docs (served from the package: it works offline), and Prometheus metrics at /metrics.
 
-Every request's images go through ``reading.read_digit``, predict.py's path. A bad image is answered
-with a 4xx and the message predict.py prints; the server keeps serving."""
+Every request's images go through ``reading.read_digit``, predict.py's path. A request whose images all
+fail is answered with a 4xx and the message predict.py prints; one with some images read, with 200 and
+each failed image's error in its result. Every error is JSON: ``{"error": ...}``. The server keeps
+serving."""
 
 from __future__ import annotations
 
@@ -18,8 +21,12 @@ import torch
 from fastapi import APIRouter, FastAPI, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_lab.errors import ImageTooLarge, InputError
@@ -29,6 +36,7 @@ from mnist_lab.training.hparams import trained_with
 from mnist_lab.training.run_folder import read_result
 
 PAGE = files("mnist_lab.serving") / "page"
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}  # answered 405 on a route that does not take them
 
 
 def model_facts(network: Network, ckpt_path: Path) -> dict[str, Any]:
@@ -61,8 +69,8 @@ def reading_json(name: str, reading: Reading) -> dict[str, Any]:
     }
 
 
-def refusal(status: int, message: str, **more: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **more}, status_code=status)
+def refusal(status: int, message: str, headers: Optional[dict[str, str]] = None, **more: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **more}, status_code=status, headers=headers)
 
 
 class BodyLimit:
@@ -140,9 +148,24 @@ async def predict(request: Request, images: list[UploadFile]) -> JSONResponse:
         result, error = await anyio.to_thread.run_sync(reader.read, name, await image.read(), limiter=reader.limiter)
         results.append(result)
         errors += [(error[0], f"{name}: {error[1]}")] if error else []
-    if errors:
+    if errors and len(errors) == len(results):  # nothing read: the first image's status says why
         return refusal(*errors[0], results=results)
-    return JSONResponse({"results": results})
+    return JSONResponse({"results": results, "errors": len(errors)})  # each failed image has its "error"
+
+
+async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+    """Starlette's own errors (404, 405) in the API's shape."""
+    return refusal(err.status_code, str(err.detail), headers=err.headers)
+
+
+def wrong_method(allowed: set[str]) -> Any:
+    """A route's answer to the methods it does not take (the page's mount would say 404 instead)."""
+    allow = ", ".join(sorted(allowed))
+
+    def answer(request: Request) -> JSONResponse:
+        return refusal(405, f"{request.method} {request.url.path} is not served: use {allow}", {"Allow": allow})
+
+    return answer
 
 
 async def malformed(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -162,7 +185,8 @@ def create_app(
     workers: int = 1,
 ) -> FastAPI:
     """``threads``: the torch threads one image's network uses; ``workers``: the processes sharing the cores."""
-    app = FastAPI(title="mnist-lab", summary="Recognise a handwritten digit", docs_url="/docs", redoc_url=None)
+    # FastAPIOffline: FastAPI whose /docs loads Swagger UI's files from its package, not from a CDN.
+    app = FastAPIOffline(title="mnist-lab", summary="Recognise a handwritten digit", redoc_url=None)
     limiter = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // (threads * workers)))
     facts = model_facts(network, ckpt_path)
     app.state.reader = Reader(network, facts, max_bytes, max_pixels, max_images, limiter)
@@ -170,6 +194,14 @@ def create_app(
         BodyLimit, limit=max_bytes * max_images, advice=f"send at most {max_images} images of {max_bytes} bytes"
     )
     app.add_exception_handler(RequestValidationError, malformed)
+    app.add_exception_handler(HTTPException, http_error)
     app.include_router(routes)
+    for route in routes.routes:
+        if isinstance(route, APIRoute):
+            app.add_api_route(route.path, wrong_method(route.methods), methods=list(METHODS - route.methods),
+                              include_in_schema=False)  # fmt: skip
+    # Requests, errors (by status class) and latency per route; a worker process each (serve.py sets
+    # PROMETHEUS_MULTIPROC_DIR for several, so that any worker answers for all).
+    Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
     app.mount("/", StaticFiles(directory=str(PAGE), html=True), name="page")
     return app

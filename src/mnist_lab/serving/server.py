@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -95,6 +96,11 @@ def serve(cfg: DictConfig) -> None:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
         return
     os.environ[WORKER_SETTINGS] = json.dumps(settings)
+    # Each worker counts its own requests; in this folder prometheus_client adds them up for /metrics.
+    metrics_dir = Path(cfg.output_dir) / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     config = uvicorn.Config(
         f"{__name__}:worker_app",
         factory=True,
