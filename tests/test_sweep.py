@@ -51,9 +51,7 @@ def test_grid_sweep_survives_a_failed_run_and_resumes(tmp_path: Path):
         assert list((sweep_dir / r["run"]).glob("events.out.tfevents.*"))
     table = (sweep_dir / "summary.md").read_text()
     assert table.count("\n|") == 5  # header, rule, four runs
-    tests = [float(r["test_acc"]) for r in ok]
-    mean, std = sum(tests) / 2, abs(tests[0] - tests[1]) / 2**0.5
-    assert f"test_acc: {mean:.4f} ± {std:.4f} ({min(tests):.4f}-{max(tests):.4f}, 2 runs)" in table
+    assert " runs)" not in table  # two learning rates are two settings, not one spread
     assert (sweep_dir / "summary.png").stat().st_size > 5000
     assert "Best run:" in result.stdout
     assert not (tmp_path / "lightning_logs").exists() and not (tmp_path / "multirun").exists()

@@ -151,3 +151,11 @@ def test_learning_curves_number_epochs_as_epochs_csv_does():
         shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert shown == [0, 1]  # whole epochs from 0, not 1.25 or 1-based
     assert fig._suptitle.get_text() == "Learning curves"
+
+
+def test_one_recipe_over_seeds_ends_with_its_spread(tmp_path):
+    result_rows(tmp_path, *[(["experiment=cnn_best", f"seed={seed}"], 0.99 + seed / 1000, "ok") for seed in (1, 2, 3)])
+    write_summary(tmp_path)
+    table = (tmp_path / "summary.md").read_text()
+    assert "| experiment=cnn_best | ok | 3 | 0.9920 ± 0.0010 |" in table
+    assert "val_acc_best: 0.9920 ± 0.0010 (0.9910-0.9930, 3 runs)" in table

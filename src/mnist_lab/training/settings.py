@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 import torch
 from omegaconf import DictConfig
 from pydantic import ConfigDict, NonNegativeInt, PositiveInt
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from mnist_lab.errors import ConfigError, check
 from mnist_lab.hardware import resolve_accelerator
@@ -20,8 +20,9 @@ from mnist_lab.training.run_folder import RESULTS
 from mnist_lab.validation import Seed, check_config
 
 
-class RunSettings(TypedDict):
-    """conf/train.yaml's top-level keys: any other is refused (``+foo=1`` would sit in the config unread)."""
+class RunSettings(TypedDict, total=False):
+    """conf/train.yaml's top-level keys: any other is refused (``+foo=1`` would sit in the config unread).
+    None is required: an older run's config, resumed, may lack a newer key."""
 
     __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
 
@@ -35,11 +36,11 @@ class RunSettings(TypedDict):
     output_dir: str
     task_name: str
     # The config groups: each object's arguments are checked against its class (check_config).
-    data: NotRequired[Any]
-    model: NotRequired[Any]
-    trainer: NotRequired[Any]
-    logger: NotRequired[Any]
-    callbacks: NotRequired[Any]
+    data: Any
+    model: Any
+    trainer: Any
+    logger: Any
+    callbacks: Any
 
 
 def validate_run(cfg: DictConfig) -> None:
