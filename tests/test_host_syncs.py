@@ -6,9 +6,11 @@ import lightning as L
 import pytest
 import torch
 
-from mnist_lab.models.classifier import NonFiniteLoss
+from mnist_lab.building import build
+from mnist_lab.models.classifier import EpochSums
 from mnist_lab.training.run import train
 from support.host_reads import CountHostReads, HostReads
+from support.ops import FIRST, LAST, CountStepOps, bare_loop_ops
 
 
 @pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])
@@ -31,24 +33,24 @@ def test_a_training_step_reads_nothing_back_but_on_logging_steps(make_cfg, model
     assert isinstance(shown["train_loss_step"], float) and 0 <= shown["train_acc_step"] <= 1
 
 
-def test_a_non_finite_loss_is_remembered_on_the_device_and_reported_with_its_step_and_rate():
-    guard = NonFiniteLoss()
+def test_the_epoch_sums_take_no_host_read_and_a_non_finite_loss_stops_the_run_naming_step_and_rate():
+    sums, logits, labels = EpochSums(), torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
     with HostReads() as reads:
-        guard.update(torch.tensor(2.3), step=0, lr=0.1)
-        guard.update(torch.tensor(float("inf")), step=7, lr=0.5)
-        guard.update(torch.tensor(float("nan")), step=8, lr=0.25)  # later ones do not overwrite the first
+        sums.update(torch.tensor(2.3), logits, labels)
+        sums.update(torch.tensor(0.7), logits, labels)
     assert reads.count == 0
+    assert {k: float(v) for k, v in sums.means().items()} == pytest.approx(
+        {"train_loss_epoch": 1.5, "train_acc_epoch": 0.5}
+    )
+    sums.check(step=1, epoch=0, lr=0.1)  # finite
+    sums.update(torch.tensor(float("inf")), logits, labels)
+    sums.update(torch.tensor(0.5), logits, labels)  # a later finite loss does not hide it
     with pytest.raises(
-        FloatingPointError, match=r"became inf at step 7 \(epoch 2\); the learning rate \(0.5\) is probably too high"
+        FloatingPointError, match=r"became inf by step 3 \(epoch 2\); the learning rate \(0.5\) is probably too high"
     ):
-        guard.check(epoch=2)
-
-
-def test_a_finite_loss_passes_the_check():
-    guard = NonFiniteLoss()
-    guard.check(epoch=0)  # nothing recorded yet
-    guard.update(torch.tensor(0.7), step=0, lr=0.1)
-    guard.check(epoch=0)
+        sums.check(step=3, epoch=2, lr=0.5)
+    sums.reset()
+    sums.check(step=4, epoch=3, lr=0.5)  # a new epoch starts its sums again
 
 
 class NoSyncBetween(L.Callback):
@@ -68,9 +70,27 @@ class NoSyncBetween(L.Callback):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_the_data_stays_there_and_steps_between_logging_never_sync(make_cfg):
-    cfg = make_cfg("trainer.accelerator=gpu", "trainer.max_steps=48", "trainer.limit_val_batches=0", "test=false")
+    cfg = make_cfg("trainer.accelerator=gpu", "trainer.max_steps=60", "trainer.limit_val_batches=0", "test=false")
     try:
-        _, objects = train(cfg, callbacks=[NoSyncBetween(first=2, last=47)])  # Lightning writes logs at step 50
+        # Steps 49 (Lightning writes logs) and 59 (the run's last: the loss is checked) may read.
+        _, objects = train(cfg, callbacks=[NoSyncBetween(first=2, last=47)])
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert objects["datamodule"].train_set.images.device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    "run, most_extra", [("model=logreg", 10), ("model=mlp", 10), ("model=cnn", 10), ("experiment=cnn_best", 20)]
+)
+def test_a_steady_state_step_adds_few_ops_to_the_models_own_and_reads_nothing(make_cfg, run, most_extra):
+    """On a GPU each op is a kernel launch: the project's step may add only a few to a bare loop's."""
+    cfg = make_cfg(
+        run, "data.batch_size=8", f"trainer.max_steps={LAST + 1}", "trainer.limit_val_batches=0", "test=false"
+    )
+    counter = CountStepOps()
+    _, objects = train(cfg, callbacks=[counter])
+    bare = bare_loop_ops(build(cfg.model), objects["datamodule"], str(cfg.trainer.precision))
+    extra = counter.mode.ops.copy()
+    extra.subtract(bare.ops)
+    assert counter.reads_per_step == 0, counter.mode.ops
+    assert counter.per_step - bare.count / (LAST - FIRST) <= most_extra, +extra

@@ -141,7 +141,7 @@ def test_non_finite_loss_stops_the_run_naming_step_and_cause(tmp_path: Path):
     last = proc.stderr.strip().splitlines()[-1]
     assert (
         last.startswith("error: train_loss became")
-        and "at step" in last
+        and "by step" in last
         and "learning rate (1e+12) is probably too high" in last
     )
     assert result(run_dir)["status"] == "failed"

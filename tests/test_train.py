@@ -194,3 +194,28 @@ def test_progress_bars_written_to_a_pipe_carry_no_cursor_escapes(tmp_path: Path)
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Validation" in run.stdout and "\x1b[" not in run.stdout + run.stderr  # no "[A" in a log file
+
+
+def test_the_foreach_ema_averages_as_torchs_ema_does(make_cfg):
+    """EMA's three foreach ops a step give torch's per-tensor EMA (get_ema_avg_fn), buffers included."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn
+
+    cfg = make_cfg(
+        *TINY, "model=deep_cnn", "data.batch_size=8", "callbacks=ema", "callbacks.ema.decay=0.9", "test=false"
+    )
+    reference: dict = {}
+
+    class TorchsEMA(L.Callback):  # torch's AveragedModel beside the callback's, updated from the same steps
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if "model" not in reference:
+                reference["model"] = AveragedModel(pl_module, avg_fn=get_ema_avg_fn(0.9), use_buffers=True)
+            reference["model"].update_parameters(pl_module)
+
+    _, objects = train(cfg, callbacks=[TorchsEMA()])
+    [ema] = [cb for cb in objects["trainer"].callbacks if type(cb).__name__ == "EMA"]
+    ours, theirs = ema._average_model.module.state_dict(), reference["model"].module.state_dict()
+    floats = [k for k, v in theirs.items() if v.is_floating_point() and k.startswith("net.")]
+    assert len(floats) > 20 and any("running_mean" in k for k in floats)
+    for key in floats:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert int(ema._average_model.n_averaged) == int(reference["model"].n_averaged) == objects["trainer"].global_step
