@@ -1,7 +1,7 @@
 """Tensor ops dispatched and host reads per steady-state training step: each model's run against a bare
 loop over the same module, batches and optimizer (``tests/support/ops.py``).
 
-    python bench/ops.py [--experiments model=logreg model=mlp model=cnn experiment=cnn_best] [override ...]
+    python bench/ops.py [override ...] [--runs model=logreg model=mlp model=cnn experiment=cnn_best]
 
 On a GPU each op is a kernel launch and each host read a sync; small models there are launch-bound, so
 the extra ops per step are the project's overhead on the hardware people train on.
@@ -20,7 +20,7 @@ from mnist_lab.building import build  # noqa: E402
 from mnist_lab.resolvers import register_resolvers  # noqa: E402
 from mnist_lab.training.run import train  # noqa: E402
 from support import compose_config  # noqa: E402
-from support.ops import LAST, CountStepOps, bare_loop_ops  # noqa: E402
+from support.ops import FIRST, LAST, CountStepOps, bare_loop_ops  # noqa: E402
 
 STEADY = [f"trainer.max_steps={LAST + 1}", "trainer.limit_val_batches=0", "test=false"]
 
@@ -39,20 +39,19 @@ def measure(choice: str, overrides: list[str]) -> dict:
     return {
         "run": choice,
         "project": counter.per_step,
-        "bare": bare.count / (LAST - 5),
+        "bare": bare.count / (LAST - FIRST),
         "reads": counter.reads_per_step,
-        "extra_ops": {k: v / (LAST - 5) for k, v in extra.most_common(8) if v > 0},
+        "extra_ops": {k: v / (LAST - FIRST) for k, v in extra.most_common(8) if v > 0},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--experiments", nargs="+", default=["model=logreg", "model=mlp", "model=cnn", "experiment=cnn_best"]
-    )
-    args, overrides = parser.parse_known_args()
+    parser.add_argument("--runs", nargs="+", default=["model=logreg", "model=mlp", "model=cnn", "experiment=cnn_best"])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer=gpu")
+    args = parser.parse_args()
     register_resolvers()
-    rows = [measure(choice, overrides) for choice in args.experiments]
+    rows = [measure(choice, args.overrides) for choice in args.runs]
     print("\n| run | project ops/step | bare loop ops/step | extra | host reads/step |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:

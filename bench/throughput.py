@@ -97,8 +97,7 @@ class TakeTurns(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         # The DataModule is set up on the trainer's device by now: both sides train on its tensors.
-        if self.compile:
-            pl_module.net.compile()
+        # The Lightning side compiles through the project's own model.compile=true (measure()).
         self.plain_loop = PlainLoop(self.cfg, trainer.datamodule, self.compile)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -170,6 +169,7 @@ def measure(name: str, args: argparse.Namespace, device: str, turn: int) -> tupl
     ]
     overrides += [f"trainer.precision={args.precision}"] if args.precision else []
     overrides += [f"data.batch_size={args.batch_size}"] if args.batch_size else []
+    overrides += ["model.compile=true"] if args.compile else []
     with tempfile.TemporaryDirectory() as out:
         cfg = compose_config(*overrides, *args.overrides, f"output_dir={out}")
         plain, lightning, images = take_turns(cfg, args.compile, turn)

@@ -219,3 +219,11 @@ def test_the_foreach_ema_averages_as_torchs_ema_does(make_cfg):
     for key in floats:
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
     assert int(ema._average_model.n_averaged) == int(reference["model"].n_averaged) == objects["trainer"].global_step
+
+
+@pytest.mark.slow  # torch.compile's first compilation takes seconds
+def test_model_compile_compiles_the_network_for_training_only(make_cfg):
+    cfg = make_cfg(*TINY, "model=logreg", "model.compile=true")
+    metrics, objects = train(cfg)
+    assert objects["model"].net._compiled_call_impl is not None and metrics["test_acc"] > 0.5
+    assert load_classifier(objects["checkpoint"]).net._compiled_call_impl is None  # eval.py answers at once

@@ -103,6 +103,7 @@ class DigitClassifier(L.LightningModule):
         mean: float = mnist.MEAN,  # part of the model, so a checkpoint carries its preprocessing
         std: PositiveFloat = mnist.STD,
         channels_last: bool = False,
+        compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
@@ -151,6 +152,11 @@ class DigitClassifier(L.LightningModule):
     def _check_finite(self) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
         self.train_sums.check(self.global_step, self.current_epoch, lr)
+
+    def on_fit_start(self) -> None:
+        # Compiled for training only: eval.py, predict.py and serve.py load the network and answer at once.
+        if self.hparams.compile:
+            self.net.compile(mode=None if self.hparams.compile is True else self.hparams.compile)
 
     def on_validation_start(self) -> None:
         # Mid-epoch validation (val_check_interval) must not checkpoint diverged weights.
