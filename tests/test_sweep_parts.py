@@ -151,6 +151,19 @@ def test_learning_curves_number_epochs_as_epochs_csv_does():
         shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert shown == [0, 1]  # whole epochs from 0, not 1.25 or 1-based
     assert fig._suptitle.get_text() == "Learning curves"
+    one = figures.learning_curves(history[:1]).axes[0]
+    assert [t for t in one.get_xticks() if one.get_xlim()[0] <= t <= one.get_xlim()[1]] == [0]  # not 0.02, 0.04
+
+
+def test_optunas_plots_of_a_one_epoch_search_show_whole_steps():
+    pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+    from mnist_lab.sweeps.study import _integer_x
+
+    ax = figures.pyplot().subplots()[1]
+    ax.plot([0, 0], [0.8, 0.9], marker="o")  # every trial's only step is 0: matplotlib spans -0.04..0.04
+    _integer_x(ax)
+    low, high = ax.get_xlim()
+    assert high - low >= 1 and [t for t in ax.get_xticks() if low <= t <= high] == [0]
 
 
 def test_one_recipe_over_seeds_ends_with_its_spread(tmp_path):

@@ -131,7 +131,7 @@ def learning_curves(history: Sequence[dict[str, float]]) -> Figure:
             if any(v is not None for v in values):
                 ax.plot(epochs, values, marker="o", label=stage)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.25
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # no epoch 1.25, even for one
         ax.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[metric])
         ax.set_title({"loss": "Loss", "acc": "Accuracy"}[metric])
         ax.grid(alpha=0.3)

@@ -307,7 +307,7 @@ def _integer_x(ax: Any) -> None:
     """Whole-number ticks on ``ax``'s x axis, one unit wide at least (a 1-epoch search's steps are all 0)."""
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     low, high = ax.get_xlim()
     if high - low < 1:
         middle = (low + high) / 2
