@@ -189,6 +189,7 @@ def test_a_fold_grid_summarises_each_setting_over_its_folds_and_tests_them_as_an
     table = (sweep_dir / "summary.md").read_text()
     assert table.startswith("Each setting over its folds (mean ± std), best first:")
     assert f"| {settings[0]['setting'].split()[-1]} | ok | 3 | {means[0]:.4f} ± " in table  # what differs
+    assert f"Best setting: {settings[0]['setting']}  val_acc_best={means[0]:.4f} ± " in result.stdout
 
     command = re.search(r'python eval.py "(ckpt_path=\[.*\])"', table).group(1)
     tested = run_script(

@@ -221,8 +221,14 @@ class SweepSummary(Callback):
             return
         log.info(f"\nSweep summary ({len(rows)} runs): {sweep_dir / 'summary.md'}")
         log.info((sweep_dir / "summary.md").read_text())
-        best = rows[0]
-        if best["status"] == "ok":
+        best, grouped = rows[0], settings(rows, self.objective)
+        if grouped and grouped[0][f"{self.objective}_mean"] is not None:  # the unit is a setting, not one of its runs
+            top = grouped[0]
+            log.info(
+                f"Best setting: {top['setting'] or 'defaults'}  {self.objective}={_mean_std(top, self.objective)}"
+                f"  test_acc={_mean_std(top, 'test_acc')}  over {top['finished']} {' and '.join(replicated(rows))}"
+            )
+        elif best["status"] == "ok":
             log.info(
                 f"Best run: {sweep_dir / best['run']}  {self.objective}={best[self.objective]:.4f}"
                 f"  test_acc={_cell(best['test_acc'])}"
@@ -230,7 +236,6 @@ class SweepSummary(Callback):
         pruned = sum(r["status"] == "pruned" for r in rows)
         if pruned:
             log.info(f"{pruned} of {len(rows)} runs pruned (stopped early by the sweep's pruner; not failures).")
-        grouped = settings(rows, self.objective)
         stopped = [g for g in grouped if g["status"].startswith("pruned after")]
         if stopped:
             log.info(f"{len(stopped)} of {len(grouped)} settings pruned between folds (not failures).")
