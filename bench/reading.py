@@ -21,7 +21,7 @@ from torchvision.utils import save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support: what the tests generate and run
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist  # noqa: E402
+from mnist_lab.data.mnist import load_shipped  # noqa: E402
 from mnist_lab.inference.backends import Network  # noqa: E402
 from mnist_lab.inference.preprocess import InputError, open_image, to_mnist  # noqa: E402
 from mnist_lab.models.classifier import load_classifier  # noqa: E402
@@ -51,7 +51,7 @@ def accuracy(network: Network, files: list[tuple[Path, int]]) -> tuple[float, in
 def main() -> None:
     args = dict(arg.split("=", 1) for arg in sys.argv[1:])
     network, n = Network(load_classifier(args["ckpt_path"])), int(args.get("n", 1000))
-    test = load_mnist(SHIPPED_DIR, download=False)
+    test = load_shipped()
     sets = {"photos": (write_photos, n), "drawings": (write_drawings, n), "canvas": (write_canvas_drawings, n)}
     sets |= {f"soft s={s}": (partial(write_soft, side=s), SOFT_DIGITS) for s in SOFT_SIDES}
     shown = []

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support: what the tests generate and run
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist  # noqa: E402
+from mnist_lab.data.mnist import load_shipped  # noqa: E402
 from mnist_lab.inference.backends import load_network  # noqa: E402
-from mnist_lab.inference.reading import read_digit, use_threads  # noqa: E402
+from mnist_lab.inference.reading import read_image, use_threads  # noqa: E402
 from support import start_server  # noqa: E402
 from support.drawings import write_canvas_drawings  # noqa: E402
 
@@ -35,22 +35,22 @@ MAX_PIXELS = 40_000_000
 
 
 def canvas_png() -> bytes:
-    test = load_mnist(SHIPPED_DIR, download=False)
+    test = load_shipped()
     with tempfile.TemporaryDirectory() as tmp:
         [(path, _)] = write_canvas_drawings(test["test_x"][:1], test["test_y"][:1], Path(tmp))
         return path.read_bytes()
 
 
 def in_process_rate(ckpt_path: str, backend: str, image: bytes, n: int) -> float:
-    """Images/s of read_digit on one thread per core: what the server could do at most."""
+    """Images/s of read_image on one thread per core: what the server could do at most."""
     use_threads(1)  # as serve.py's threads=1
     network = load_network(ckpt_path, backend)
     workers = os.cpu_count() or 1
     for _ in range(20):  # warm-up: allocator, oneDNN kernels
-        read_digit(network, image, MAX_PIXELS)
+        read_image(network, image, MAX_PIXELS)
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda _: read_digit(network, image, MAX_PIXELS), range(n)))
+        list(pool.map(lambda _: read_image(network, image, MAX_PIXELS), range(n)))
     return n / (time.perf_counter() - start)
 
 

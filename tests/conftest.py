@@ -11,7 +11,7 @@ import torch
 from filelock import FileLock
 from omegaconf import DictConfig
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist
+from mnist_lab.data.mnist import SHIPPED_DIR, load_shipped
 from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.resolvers import register_resolvers
 from support import compose_config, run_script
@@ -47,7 +47,7 @@ def mnist_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist() -> dict[str, torch.Tensor]:
-    return load_mnist(SHIPPED_DIR, download=False)
+    return load_shipped()
 
 
 def _train_briefly(run_dir: Path) -> None:

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from mnist_lab.building import build
+from mnist_lab.data import mnist
 from mnist_lab.data.augment import random_distortion, warp
 from mnist_lab.data.batching import IndexBatchSampler
-from mnist_lab.data.datamodule import MNISTDataModule
-from mnist_lab.data.kaggle_csv import read_digit_csv
-from mnist_lab.data.mnist import FILES, SHIPPED_DIR, load_mnist, read_idx
+from mnist_lab.data.datamodule import ImageDataModule
+from mnist_lab.data.idx import LABEL_MAGIC, NAMES, load_idx_folder, read_idx
+from mnist_lab.data.kaggle_csv import read_image_csv
+from mnist_lab.data.mnist import SHIPPED_DIR, load_shipped
 from mnist_lab.errors import ConfigError, DataError
 
 
@@ -26,42 +28,42 @@ def test_shipped_files_are_the_official_mnist(mnist):
 
 
 def test_datamodule_splits_validation_from_training_and_keeps_the_test_set():
-    dm = MNISTDataModule(val_size=5000, split_seed=3)
+    dm = ImageDataModule(val_size=5000, split_seed=3)
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (55_000, 5000, 10_000)
     assert dm.train_set.images.dtype == torch.uint8 and dm.train_set.labels.dtype == torch.int64
     # Disjoint and together the whole training set: compare images as bytes.
     rows = {bytes(img.numpy()) for img in dm.val_set.images[:500]}
     assert not rows & {bytes(img.numpy()) for img in dm.train_set.images[:20_000]}
-    official = load_mnist(SHIPPED_DIR, download=False)
+    official = load_shipped()
     assert torch.equal(dm.test_set.images, official["test_x"]) and torch.equal(dm.test_set.labels, official["test_y"])
 
-    same = MNISTDataModule(val_size=5000, split_seed=3)
+    same = ImageDataModule(val_size=5000, split_seed=3)
     same.setup()
-    other = MNISTDataModule(val_size=5000, split_seed=4)
+    other = ImageDataModule(val_size=5000, split_seed=4)
     other.setup()
     assert torch.equal(same.val_set.labels, dm.val_set.labels) and torch.equal(same.val_set.images, dm.val_set.images)
     assert not torch.equal(other.val_set.images, dm.val_set.images)
 
 
 def test_val_size_zero_means_no_validation_and_too_large_is_refused():
-    dm = MNISTDataModule(val_size=0)
+    dm = ImageDataModule(val_size=0)
     dm.setup()
     assert len(dm.train_set) == 60_000 and dm.val_set is None and dm.val_dataloader() == []
     with pytest.raises(ConfigError, match="val_size=60000 is not allowed: it must be smaller than the 60000"):
-        MNISTDataModule(val_size=60_000).setup()
+        ImageDataModule(val_size=60_000).setup()
 
 
 def test_folds_partition_the_training_images_the_same_way_for_every_run():
-    folds = [MNISTDataModule(folds=5, fold=i, split_seed=3, seed=i).split(103) for i in range(5)]
+    folds = [ImageDataModule(folds=5, fold=i, split_seed=3, seed=i).split(103) for i in range(5)]
     vals = [set(val.tolist()) for val, _ in folds]
     assert sorted(len(v) for v in vals) == [20, 20, 21, 21, 21]
     assert set().union(*vals) == set(range(103)) and sum(map(len, vals)) == 103  # disjoint, and all of them
     for val, train in folds:
         assert set(train.tolist()) == set(range(103)) - set(val.tolist())
-    again = MNISTDataModule(folds=5, fold=2, split_seed=3, seed=99).split(103)
+    again = ImageDataModule(folds=5, fold=2, split_seed=3, seed=99).split(103)
     assert torch.equal(again[0], folds[2][0])  # fixed by split_seed, whatever the training seed
-    assert not torch.equal(MNISTDataModule(folds=5, fold=2, split_seed=4).split(103)[0], folds[2][0])
+    assert not torch.equal(ImageDataModule(folds=5, fold=2, split_seed=4).split(103)[0], folds[2][0])
 
 
 @pytest.mark.parametrize(
@@ -78,7 +80,7 @@ def test_bad_folds_are_refused_in_one_line(make_cfg, overrides, message):
 
 
 def test_batches_are_whole_index_batches_converted_on_transfer():
-    dm = MNISTDataModule(val_size=100, batch_size=64)
+    dm = ImageDataModule(val_size=100, batch_size=64)
     dm.setup()
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (64, 28, 28) and images.dtype == torch.uint8 and labels.shape == (64,)
@@ -93,9 +95,9 @@ def test_augmentation_only_while_training():
     class FakeTrainer:
         training = True
 
-    dm = MNISTDataModule(augment={"degrees": 15, "translate": 0.1, "scale": 0.1})
+    dm = ImageDataModule(augment={"degrees": 15, "translate": 0.1, "scale": 0.1})
     dm.trainer = FakeTrainer()
-    images = load_mnist(SHIPPED_DIR, download=False)["test_x"][:16]
+    images = load_shipped()["test_x"][:16]
     labels = torch.zeros(16, dtype=torch.long)
     plain = images.unsqueeze(1).float() / 255
     augmented, _ = dm.on_after_batch_transfer((images, labels), 0)
@@ -166,14 +168,24 @@ def test_sampler_shards_ranks_disjointly_and_reshuffles_each_epoch():
         (lambda b: b[: len(b) // 2], "truncated or corrupted"),
         (lambda b: b[:5], "too short for an IDX header"),
         (lambda b: (2049).to_bytes(4, "big") + b[4:], "wrong magic number 2049"),
-        (lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]), "MD5"),
     ],
 )
 def test_damaged_idx_file_is_refused_naming_the_file(mnist_copy: Path, damage, message):
-    target = mnist_copy / FILES["test_images"].name
+    target = mnist_copy / NAMES["test_images"]
     target.write_bytes(damage(target.read_bytes()))
     with pytest.raises(DataError, match=message) as err:
-        MNISTDataModule(data_dir=str(mnist_copy)).setup()
+        ImageDataModule(data_dir=str(mnist_copy)).setup()
+    assert str(target) in str(err.value)
+
+
+def test_mnists_checksums_guard_its_shipped_copy_only(mnist_copy: Path, monkeypatch):
+    target = mnist_copy / NAMES["test_images"]
+    raw = target.read_bytes()
+    target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))  # one pixel changed: a valid IDX file
+    ImageDataModule(data_dir=str(mnist_copy)).setup()  # a folder's files may be any IDX dataset's
+    monkeypatch.setattr("mnist_lab.data.mnist.SHIPPED_DIR", mnist_copy)
+    with pytest.raises(DataError, match="MD5 .* differs from the official") as err:
+        mnist.load_shipped()
     assert str(target) in str(err.value)
 
 
@@ -181,15 +193,15 @@ def test_broken_gzip_is_refused(tmp_path: Path):
     bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
     bad.write_bytes(gzip.compress(bytes(range(256)) * 40)[:200])
     with pytest.raises(DataError, match="cannot read or decompress"):
-        read_idx(bad, FILES["test_labels"])
+        read_idx(bad, LABEL_MAGIC)
 
 
 def test_data_folder_is_left_untouched_on_error(mnist_copy: Path):
-    target = mnist_copy / FILES["train_labels"].name
+    target = mnist_copy / NAMES["train_labels"]
     target.write_bytes(target.read_bytes()[:100])
     before = {p.name: p.read_bytes() for p in mnist_copy.iterdir()}
     with pytest.raises(DataError):
-        load_mnist(mnist_copy)
+        load_idx_folder(mnist_copy, download="MNIST")
     assert {p.name: p.read_bytes() for p in mnist_copy.iterdir()} == before
 
 
@@ -203,10 +215,10 @@ def test_missing_files_fall_back_to_download_and_say_where_to_put_them(tmp_path:
 
     monkeypatch.setattr("torchvision.datasets.MNIST", OfflineMNIST)
     with pytest.raises(DataError) as err:
-        MNISTDataModule(data_dir=str(tmp_path)).setup()
+        ImageDataModule(data_dir=str(tmp_path), download="MNIST").setup()
     assert calls == [(str(tmp_path), True, True)]
     text = str(err.value)
-    assert "train-images-idx3-ubyte" in text and str(tmp_path) in text and str(SHIPPED_DIR) in text
+    assert "train-images-idx3-ubyte" in text and str(tmp_path) in text and "Put the four IDX files" in text
 
 
 def _write_csv(path: Path, rows: list[str], label: bool = True) -> Path:
@@ -218,12 +230,12 @@ def _write_csv(path: Path, rows: list[str], label: bool = True) -> Path:
 def test_kaggle_csv_is_read_with_and_without_labels(tmp_path: Path, mnist):
     images, labels = mnist["test_x"][:5], mnist["test_y"][:5]
     rows = [",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(images, labels)]
-    x, y = read_digit_csv(_write_csv(tmp_path / "train.csv", rows))
+    x, y = read_image_csv(_write_csv(tmp_path / "train.csv", rows))
     assert torch.equal(x, images) and torch.equal(y, labels)
-    x, y = read_digit_csv(_write_csv(tmp_path / "test.csv", [r.split(",", 1)[1] for r in rows], label=False))
+    x, y = read_image_csv(_write_csv(tmp_path / "test.csv", [r.split(",", 1)[1] for r in rows], label=False))
     assert torch.equal(x, images) and y is None
 
-    dm = MNISTDataModule(train_csv=str(tmp_path / "train.csv"), val_size=2)
+    dm = ImageDataModule(train_csv=str(tmp_path / "train.csv"), val_size=2)
     dm.setup()
     assert len(dm.train_set) == 3 and len(dm.val_set) == 2 and dm.test_set is None
 
@@ -241,21 +253,21 @@ def test_bad_csv_rows_are_refused_with_their_line_number(tmp_path: Path, row, me
     good = "3," + ",".join(["0"] * 784)
     path = _write_csv(tmp_path / "bad.csv", [good, row])
     with pytest.raises(DataError, match=message) as err:
-        read_digit_csv(path)
+        read_image_csv(path)
     assert str(path) in str(err.value)
 
 
 def test_empty_or_headless_csv_is_refused(tmp_path: Path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="empty"):
-        read_digit_csv(tmp_path / "empty.csv")
+        read_image_csv(tmp_path / "empty.csv")
     with pytest.raises(DataError, match="no rows"):
-        read_digit_csv(_write_csv(tmp_path / "header_only.csv", []))
+        read_image_csv(_write_csv(tmp_path / "header_only.csv", []))
     (tmp_path / "narrow.csv").write_text("label,a,b\n1,2,3\n")
     with pytest.raises(DataError, match="line 1: header has 3 columns"):
-        read_digit_csv(tmp_path / "narrow.csv")
+        read_image_csv(tmp_path / "narrow.csv")
     with pytest.raises(DataError, match="no such CSV"):
-        read_digit_csv(tmp_path / "missing.csv")
+        read_image_csv(tmp_path / "missing.csv")
 
 
 @pytest.mark.slow  # builds the wheel: pip install . (not editable) must still find MNIST
@@ -274,5 +286,5 @@ def test_the_wheel_ships_mnist_beside_the_reader(tmp_path: Path):
     subprocess.run([*build, str(checkout)], check=True, capture_output=True)
     names = zipfile.ZipFile(next(tmp_path.glob("mnist_lab-*.whl"))).namelist()
     shipped = SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[2])  # mnist_lab/data/mnist_files
-    assert {f"{shipped.as_posix()}/{spec.name}.gz" for spec in FILES.values()} <= set(names)
+    assert {f"{shipped.as_posix()}/{name}.gz" for name in NAMES.values()} <= set(names)
     assert not [n for n in names if n.startswith(("support/", "tests/"))]  # what only the tests use stays out

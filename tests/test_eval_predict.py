@@ -35,7 +35,7 @@ def test_eval_reproduces_the_training_runs_test_accuracy(trained_run, tmp_path: 
     assert metrics["images"] == 10_000 and len(metrics["per_class"]) == 10
     assert sum(r["support"] for r in metrics["per_class"]) == 10_000
     assert all(0.8 < r["recall"] <= 1 and 0.8 < r["precision"] <= 1 for r in metrics["per_class"])
-    assert "digit  precision  recall" in result.stdout
+    assert "class  precision  recall" in result.stdout
     for name in ("confusion_matrix.png", "misclassified.png"):
         assert (out / name).stat().st_size > 5000
     assert list(out.glob("events.out.tfevents.*"))
@@ -226,7 +226,7 @@ def test_predict_reads_one_path_given_without_brackets_as_that_file(one_batch_ru
         Image.fromarray(255 - mnist["test_x"][0].numpy()).save(tmp_path / name)
     monkeypatch.chdir(tmp_path)  # "three.png" read letter by letter has "." in it: this folder
     rows = predict_in(tmp_path, one_batch_run["ckpt"], "inputs=three.png")
-    assert [row["input"] for row in rows] == ["three.png"] and rows[0]["digit"]
+    assert [row["input"] for row in rows] == ["three.png"] and rows[0]["class"]
 
 
 def test_predict_reads_each_file_once_never_outside_its_folder_and_lists_failures(one_batch_run, tmp_path: Path, mnist):
@@ -244,8 +244,8 @@ def test_predict_reads_each_file_once_never_outside_its_folder_and_lists_failure
         str(digits / "sub" / "b.png"),
         str(tmp_path / "missing.png"),
     ]
-    assert rows[-1]["error"] == "no such file or folder" and rows[-1]["digit"] == ""
-    assert rows[0]["error"] == "" and rows[0]["digit"]
+    assert rows[-1]["error"] == "no such file or folder" and rows[-1]["class"] == ""
+    assert rows[0]["error"] == "" and rows[0]["class"]
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,11 @@ def test_predict_reads_each_file_once_never_outside_its_folder_and_lists_failure
             "max_pixel=5 is not allowed: there is no such setting here; the nearest one is max_pixels",
         ),
         ("eval", "+foo=1", "foo=1 is not allowed: there is no such setting here"),
-        ("eval", "data.eval_batch_size=0", "data.eval_batch_size=0 is not allowed: input should be greater than 0"),
+        (
+            "eval",
+            "data=mnist data.eval_batch_size=0",
+            "data.eval_batch_size=0 is not allowed: input should be greater than 0",
+        ),
         ("export", "check=maybe", "check=maybe is not allowed: input should be a valid boolean"),
         ("serve", "max_images=0", "max_images=0 is not allowed: input should be greater than 0"),
         ("serve", "+worker=2", "worker=2 is not allowed: there is no such setting here; the nearest one is workers"),
@@ -271,7 +275,7 @@ def test_every_script_refuses_bad_settings_before_it_reads_the_checkpoint(tmp_pa
         pytest.importorskip("fastapi", reason='serve.py needs the serve extra: pip install -e ".[serve]"')
     task = {"predict": predict, "eval": evaluate, "export": export}.get(script)
     task = task or importlib.import_module("mnist_lab.serving.server").serve
-    given = [f"ckpt_path={tmp_path / 'missing.ckpt'}", f"output_dir={tmp_path}", override]
+    given = [f"ckpt_path={tmp_path / 'missing.ckpt'}", f"output_dir={tmp_path}", *override.split()]
     cfg = compose_config(*given, *(["inputs=[a.png]"] if script == "predict" else []), config_name=script)
     with pytest.raises(ConfigError, match=message):  # not the missing checkpoint: the settings come first
         task(cfg)

@@ -30,7 +30,7 @@ ELSEWHERE = {"resume"}
 def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """(key, value) of every leaf; Hydra's own keys (_target_, _partial_, _recursive_) are not settings."""
     for key in node:
-        if str(key).startswith("_"):
+        if str(key).startswith("_") or f"{prefix}{key}" == "search_space":  # the sweeper's (sweeps.study)
             continue
         value = node[key]
         if isinstance(value, DictConfig) and len(value):

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
-from mnist_lab.models.classifier import DigitClassifier
+from mnist_lab.models.classifier import ImageClassifier
 from mnist_lab.models.networks import CNN, MLP, DeepCNN, LogReg
 from mnist_lab.models.schedules import piecewise_lr
 
@@ -93,22 +93,22 @@ def test_every_model_trains_one_batch_with_fast_dev_run(make_cfg, model):
 def test_module_forward_normalises_inputs_in_unit_range():
     model = instantiate(
         {
-            "_target_": "mnist_lab.models.classifier.DigitClassifier",
+            "_target_": "mnist_lab.models.classifier.ImageClassifier",
             "_recursive_": False,
             "net": {"_target_": "mnist_lab.models.networks.LogReg"},
             "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
         }
     )
-    assert isinstance(model, DigitClassifier)
+    assert isinstance(model, ImageClassifier)
     x = torch.rand(2, 1, 28, 28)
     expected = model.net((x - 0.1307) / 0.3081)
     assert torch.allclose(model(x), expected)
 
 
 def test_channels_last_changes_the_memory_layout_not_the_logits():
-    def classifier(channels_last: bool) -> DigitClassifier:
+    def classifier(channels_last: bool) -> ImageClassifier:
         net = {"_target_": "mnist_lab.models.networks.DeepCNN"}
-        return DigitClassifier(
+        return ImageClassifier(
             net, {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, channels_last=channels_last
         )
 

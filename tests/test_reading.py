@@ -16,7 +16,7 @@ from mnist_lab.errors import InputError
 from mnist_lab.inference import reading
 from mnist_lab.inference.prediction import predict_files
 from mnist_lab.inference.preprocess import to_mnist
-from mnist_lab.inference.reading import read_digit
+from mnist_lab.inference.reading import read_image
 from support.blank_pages import KINDS, blank_pages
 from support.fuzz_images import fuzz_images
 from support.soft_digits import harsh_page, soft_page
@@ -29,7 +29,7 @@ def failures(network, images: list[tuple[str, bytes]]) -> list[str]:
     out = []
     for name, data in images:
         try:
-            read_digit(network, data, MAX_PIXELS)
+            read_image(network, data, MAX_PIXELS)
         except InputError:
             pass
         except Exception as err:  # noqa: BLE001 - what the test is looking for

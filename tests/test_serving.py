@@ -17,8 +17,8 @@ from PIL import Image
 
 from mnist_lab.errors import InputError
 from mnist_lab.inference.backends import Network, load_network
-from mnist_lab.inference.reading import read_digit
-from mnist_lab.models.classifier import DigitClassifier
+from mnist_lab.inference.reading import read_image
+from mnist_lab.models.classifier import ImageClassifier
 from support import run_script, start_server
 from support.drawings import write_canvas_drawings
 from support.photos import write_photos
@@ -74,8 +74,8 @@ def test_predict_reads_drawings_as_predict_py_does(client, network, drawings):
     assert response.status_code == 200
     results = response.json()["results"]
     for (path, _), result in zip(drawings, results):
-        reading = read_digit(network, path.read_bytes(), LIMITS["max_pixels"])
-        assert result["name"] == path.name and result["digit"] == reading.digit
+        reading = read_image(network, path.read_bytes(), LIMITS["max_pixels"])
+        assert result["name"] == path.name and result["label"] == reading.label and result["class"] == reading.name
         assert result["probabilities"] == pytest.approx(reading.probabilities.tolist(), abs=1e-4)
         header, png = result["seen"].split(",")
         assert header == "data:image/png;base64"
@@ -87,7 +87,7 @@ def test_predict_reads_drawings_as_predict_py_does(client, network, drawings):
 @pytest.mark.slow  # a trained CNN: train.py as a subprocess
 def test_the_api_reads_canvas_drawings_right(trained_run, drawings):
     client = TestClient(create_app(load_network(trained_run["ckpt"]), trained_run["ckpt"], **LIMITS))
-    right = [post(client, (p.name, p.read_bytes())).json()["results"][0]["digit"] == label for p, label in drawings]
+    right = [post(client, (p.name, p.read_bytes())).json()["results"][0]["label"] == label for p, label in drawings]
     assert sum(right) >= 11  # the briefly trained CNN
 
 
@@ -113,7 +113,7 @@ def test_bad_images_get_a_4xx_with_predict_pys_message_and_the_server_keeps_serv
         assert says in response.json()["error"], name
         if name != "heavy.png":  # the words predict.py prints for that file (it has no limit on bytes)
             with pytest.raises(InputError) as err:
-                read_digit(network, data, LIMITS["max_pixels"])
+                read_image(network, data, LIMITS["max_pixels"])
             assert response.json()["error"] == f"{name}: {err.value}"
         assert client.get("/health").status_code == 200
     path, _ = drawings[0]
@@ -121,8 +121,8 @@ def test_bad_images_get_a_4xx_with_predict_pys_message_and_the_server_keeps_serv
     # status keeps the good prediction). None read: the first image's 4xx.
     mixed = post(client, (path.name, path.read_bytes()), ("notes.txt", b"not an image"))
     assert mixed.status_code == 200 and mixed.json()["errors"] == 1
-    reading = read_digit(network, path.read_bytes(), LIMITS["max_pixels"])
-    assert [r.get("digit") for r in mixed.json()["results"]] == [reading.digit, None]
+    reading = read_image(network, path.read_bytes(), LIMITS["max_pixels"])
+    assert [r.get("label") for r in mixed.json()["results"]] == [reading.label, None]
     assert "not an image" in mixed.json()["results"][1]["error"]
     none_read = post(client, ("notes.txt", b"not an image"), ("blank.png", png(Image.new("L", (50, 50), 255))))
     assert none_read.status_code == 415 and len(none_read.json()["results"]) == 2
@@ -162,7 +162,7 @@ def test_the_api_docs_are_served_from_the_package_and_metrics_count_requests(cli
 
 def test_a_body_over_its_limit_is_refused_before_it_is_read(tmp_path: Path):
     limits = {"max_bytes": 1000, "max_pixels": 10_000, "max_images": 2}
-    model = DigitClassifier(net={"_target_": "mnist_lab.models.networks.LogReg"}, optimizer={"lr": 0.1})
+    model = ImageClassifier(net={"_target_": "mnist_lab.models.networks.LogReg"}, optimizer={"lr": 0.1})
     small = TestClient(create_app(Network(model), tmp_path / "untrained.ckpt", **limits))
     over = small.post("/predict", content=b"x" * 2001, headers={"content-type": "multipart/form-data; boundary=b"})
     assert over.status_code == 413 and "request too large (2001 bytes, over 2000)" in over.json()["error"]
@@ -226,8 +226,8 @@ def test_predict_and_serve_run_on_onnxruntime(onnx_export, trained_run, drawings
     client = TestClient(create_app(network, trained_run["ckpt"], **LIMITS))
     assert client.get("/model").json()["backend"] == "onnx"
     path, _ = drawings[0]
-    reading = read_digit(load_network(trained_run["ckpt"]), path.read_bytes(), LIMITS["max_pixels"])
-    assert post(client, (path.name, path.read_bytes())).json()["results"][0]["digit"] == reading.digit
+    reading = read_image(load_network(trained_run["ckpt"]), path.read_bytes(), LIMITS["max_pixels"])
+    assert post(client, (path.name, path.read_bytes())).json()["results"][0]["label"] == reading.label
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ def test_the_page_reads_a_drawn_digit_and_an_uploaded_photo_in_chromium(server, 
 
     photos = write_photos(mnist["test_x"][:20], mnist["test_y"][:20], tmp_path / "photos", seed=1)
     photo, label = next(  # a photo this briefly trained CNN reads right
-        (p, y) for p, y in photos if read_digit(network, p, LIMITS["max_pixels"]).digit == y
+        (p, y) for p, y in photos if read_image(network, p, LIMITS["max_pixels"]).label == y
     )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import math
 
 import pytest
+from omegaconf import open_dict
 from PIL import Image
 
 from mnist_lab import figures
 from mnist_lab.command_line import require_extras
+from mnist_lab.errors import ConfigError
 from mnist_lab.sweeps.naming import run_dirname
 from mnist_lab.sweeps.summary import write_summary
 from mnist_lab.sweeps.swept_keys import missing_keys
@@ -54,12 +57,40 @@ def test_swept_keys_must_exist_in_the_models_config():
 
 @pytest.mark.parametrize("model", ["cnn", "deep_cnn", "logreg", "mlp"])
 def test_each_models_search_space_names_only_keys_it_has(model):
-    pytest.importorskip("optuna_integration", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+    pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+    from mnist_lab.sweeps.study import sweep_space
+
     cfg = multirun_config(f"model={model}", "sweep=optuna")
-    assert "model.optimizer.lr" in cfg.hydra.sweeper.params
-    assert "trainer.max_epochs" not in cfg.hydra.sweeper.params  # the pruner's budget, not a knob
-    assert ("model.net.dropout" in cfg.hydra.sweeper.params) == (model in ("cnn", "deep_cnn"))
-    assert missing_keys(cfg) == []
+    space, fixed = sweep_space(cfg, [])
+    assert "model.optimizer.lr" in space and space["model.optimizer.lr"].log
+    assert "trainer.max_epochs" not in space  # the pruner's budget, not a knob
+    assert ("model.net.dropout" in space) == (model in ("cnn", "deep_cnn"))
+    assert fixed == {}
+
+
+def test_a_model_without_a_search_space_searches_its_learning_rate(caplog):
+    pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+    from mnist_lab.sweeps.study import sweep_space
+
+    cfg = multirun_config("model=mlp", "sweep=optuna", "~search_space")
+    with caplog.at_level(logging.INFO, logger="mnist_lab.sweeps.study"):
+        space, fixed = sweep_space(cfg, ["trainer.max_epochs=2"])
+    lr = space.pop("model.optimizer.lr")
+    assert (lr.low, lr.high, lr.log, space, fixed) == (0.003, 0.3, True, {}, {"trainer.max_epochs": "2"})
+    assert "model=mlp has no search_space: searching model.optimizer.lr from 0.003 to 0.3" in caplog.text
+    # What the command line searches replaces the default.
+    assert list(sweep_space(cfg, ["model.net.dropout=interval(0, 0.5)"])[0]) == ["model.net.dropout"]
+
+
+def test_a_search_over_a_key_the_model_lacks_is_refused():
+    pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+    from mnist_lab.sweeps.study import sweep_space
+
+    cfg = multirun_config("model=logreg", "sweep=optuna")
+    with open_dict(cfg):
+        cfg.search_space["model.net.width"] = "choice(1, 2)"  # as in a copied model's search space
+    with pytest.raises(ConfigError, match=r"the search sets model.net.width, which the config of model=logreg"):
+        sweep_space(cfg, [])
 
 
 def test_a_missing_plugin_names_its_extra(monkeypatch):

@@ -13,8 +13,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tqdm.auto import tqdm
 
-from mnist_lab.data.datamodule import MNISTDataModule
-from mnist_lab.models.classifier import DigitClassifier, load_classifier
+from mnist_lab.data.datamodule import ImageDataModule
+from mnist_lab.models.classifier import ImageClassifier, load_classifier
 from mnist_lab.training.run import run, train
 from support import run_script, start_script
 
@@ -37,12 +37,12 @@ def test_train_py_end_to_end_writes_checkpoint_events_and_config(tmp_path: Path)
 
     # The checkpoint holds only plain data and rebuilds the network by itself.
     raw = torch.load(checkpoints[0], weights_only=True, map_location="cpu")
-    model = DigitClassifier.load_from_checkpoint(checkpoints[0], map_location="cpu").eval()
-    dm = MNISTDataModule(val_size=0)
+    model = ImageClassifier.load_from_checkpoint(checkpoints[0], map_location="cpu").eval()
+    dm = ImageDataModule(val_size=0)
     dm.setup()
     x, _ = dm.on_after_batch_transfer((dm.test_set.images[:64], dm.test_set.labels[:64]), 0)
     state = {k.removeprefix("net."): v for k, v in raw["state_dict"].items() if k.startswith("net.")}
-    twin = DigitClassifier(**raw["hyper_parameters"]).eval()
+    twin = ImageClassifier(**raw["hyper_parameters"]).eval()
     twin.net.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(model(x).argmax(1), twin(x).argmax(1))
@@ -138,7 +138,7 @@ def test_ctrl_c_while_testing_marks_the_run_interrupted(make_cfg, monkeypatch):
     def ctrl_c(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DigitClassifier, "test_step", ctrl_c)
+    monkeypatch.setattr(ImageClassifier, "test_step", ctrl_c)
     cfg = make_cfg(*TINY, "model=logreg")
     sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
     try:
@@ -163,7 +163,7 @@ def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):
         model = load_classifier(objects["checkpoint"])
         model.load_state_dict(weights)
         trainer = L.Trainer(accelerator="cpu", limit_test_batches=2, logger=False, enable_progress_bar=False)
-        return trainer.test(model, datamodule=MNISTDataModule(eval_batch_size=64), verbose=False)[0]["test_acc"]
+        return trainer.test(model, datamodule=ImageDataModule(eval_batch_size=64), verbose=False)[0]["test_acc"]
 
     # train.py's test after fit is the averaged model's, as eval.py's would be, not the raw weights'.
     assert metrics["test_acc"] == test_acc(averaged) != test_acc(raw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+CAPTION_CHARS = 5  # a class name's characters in a caption (a tile is 56 px wide); longer names are cut
 ZOOM, CAPTION, GAP = 2, 14, 6  # each digit drawn at 2 x SIDE px, a caption strip below it, space between tiles
 TITLE = 24  # px: the strip above a picture that names it
 # matplotlib's DejaVu Sans (found without importing matplotlib): PIL's own default font has no arrow and
@@ -69,19 +70,37 @@ def digit_grid(
     return image
 
 
-def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 64) -> Image.Image:
+def _name(classes: Optional[Sequence[str]], label: Any) -> str:
+    """A class's name as a caption shows it (cut to fit a tile); its number without names."""
+    name = classes[int(label)] if classes else str(int(label))
+    return name if len(name) <= CAPTION_CHARS else name[: CAPTION_CHARS - 1] + "…"
+
+
+def misclassified_grid(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    limit: int = 64,
+    classes: Optional[Sequence[str]] = None,
+) -> Image.Image:
     """The first ``limit`` wrongly classified digits, captioned "true → predicted"."""
     every = torch.nonzero(preds != labels).flatten()
     wrong = every[:limit]
-    grid = digit_grid(images[wrong], [f"{int(labels[i])} → {int(preds[i])}" for i in wrong])
+    grid = digit_grid(images[wrong], [f"{_name(classes, labels[i])} → {_name(classes, preds[i])}" for i in wrong])
     shown = f"the first {len(wrong)} of {len(every)}" if len(every) > len(wrong) else f"all {len(every)}"
     return titled(grid, f"Misclassified test digits, true → predicted ({shown})")
 
 
-def predictions_grid(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, limit: int = 32) -> Image.Image:
+def predictions_grid(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    probs: torch.Tensor,
+    limit: int = 32,
+    classes: Optional[Sequence[str]] = None,
+) -> Image.Image:
     """The first ``limit`` digits with the predicted class and its probability; mistakes in red."""
     conf, preds = probs[:limit].max(dim=1)
-    captions = [f"{int(p)} ({100 * float(c):.0f}%)" for p, c in zip(preds, conf)]
+    captions = [f"{_name(classes, p)} ({100 * float(c):.0f}%)" for p, c in zip(preds, conf)]
     colors = ["black" if p == y else "red" for p, y in zip(preds, labels[:limit])]
     return titled(digit_grid(images[:limit], captions, colors), "Test digits: predicted (probability), mistakes red")
 

@@ -1,4 +1,4 @@
-"""Stored configs and checkpoints from before a module moved: their class paths mapped to where the classes are now.
+"""Stored configs and checkpoints from before a module moved or a class was renamed: their class paths made current.
 
 Run folders (``.hydra/config.yaml``) and checkpoints (``hyper_parameters``, ``run_config``) store
 ``_target_`` paths. They are migrated once, when they are read; everything built after that sees
@@ -14,8 +14,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Class paths stored before the package was grouped into folders -> where they are now.
 MOVED = {
-    "mnist_lab.data.MNISTDataModule": "mnist_lab.data.datamodule.MNISTDataModule",
-    "mnist_lab.module.DigitClassifier": "mnist_lab.models.classifier.DigitClassifier",
+    "mnist_lab.data.MNISTDataModule": "mnist_lab.data.datamodule.ImageDataModule",
+    "mnist_lab.module.DigitClassifier": "mnist_lab.models.classifier.ImageClassifier",
+    # Renamed when other datasets came in: nothing in them is MNIST's or digits' alone.
+    "mnist_lab.data.datamodule.MNISTDataModule": "mnist_lab.data.datamodule.ImageDataModule",
+    "mnist_lab.models.classifier.DigitClassifier": "mnist_lab.models.classifier.ImageClassifier",
     "mnist_lab.module.piecewise_lr": "mnist_lab.models.schedules.piecewise_lr",
     "mnist_lab.checkpoint_io.AtomicCheckpointIO": "mnist_lab.training.checkpoint_io.AtomicCheckpointIO",
     "mnist_lab.callbacks.AtomicCheckpointIO": "mnist_lab.training.checkpoint_io.AtomicCheckpointIO",

@@ -39,8 +39,7 @@ class OptunaSweeper(Sweeper):
         from mnist_lab.sweeps.heartbeat import Beat
 
         sweeper = self.config.hydra.sweeper
-        params = {**OmegaConf.to_container(sweeper.get("params") or {}), **dict(a.split("=", 1) for a in arguments)}
-        space, fixed = studies.search_space(params)
+        space, fixed = studies.sweep_space(self.config, arguments)
         folds = studies.folds_of(self.config.data, fixed)
         pruner = "fold_pruner" if folds else "pruner"
         study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)

@@ -1,6 +1,7 @@
-"""The LightningDataModule: MNIST (or Kaggle CSVs) kept as uint8 tensors and served in index batches.
+"""The LightningDataModule: an IDX dataset (MNIST, Fashion-MNIST, KMNIST, ...) or Kaggle CSVs kept as uint8
+tensors and served in index batches.
 
-A digit's path: IDX file -> ``mnist.read_idx`` (uint8 tensor) -> ``IndexBatchSampler`` picks a
+An image's path: IDX file -> ``idx.read_idx`` (uint8 tensor) -> ``IndexBatchSampler`` picks a
 whole batch of indices -> ``TensorBatches`` returns ``images[idx]`` -> moved to the device ->
 ``on_after_batch_transfer`` makes floats in [0, 1] (and augments when training) -> the
 LightningModule normalises and runs the network.
@@ -13,24 +14,36 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch.utils.data import DataLoader
 from typing_extensions import Annotated
 
 from mnist_lab.data.augment import Augment, random_distortion
 from mnist_lab.data.batching import IndexBatchSampler, TensorBatches
-from mnist_lab.data.kaggle_csv import read_digit_csv
-from mnist_lab.data.mnist import SHIPPED_DIR, TRAIN_COUNT, load_mnist, to_unit
+from mnist_lab.data.idx import load_idx_folder
+from mnist_lab.data.kaggle_csv import read_image_csv
+from mnist_lab.data.mnist import DIGITS, MEAN, SHIPPED_DIR, SIDE, STD, TRAIN_COUNT, load_shipped, to_unit
 from mnist_lab.errors import ConfigError, DataError
 from mnist_lab.validation import Seed
 
+# How predict.py and serve.py turn a user's picture into the network's input (inference/reading.py).
+READINGS = ("digits", "picture")
 
-class MNISTDataModule(L.LightningDataModule):
-    """MNIST (or a Kaggle-style CSV) kept as one uint8 tensor and served in index batches."""
+
+class ImageDataModule(L.LightningDataModule):
+    """A dataset of small gray images (IDX files or a Kaggle-style CSV) kept as one uint8 tensor and served in
+    index batches. What a model trained on it must know travels into its checkpoint: ``classes``, ``image_size``,
+    ``mean`` and ``std`` (``training.run.prepare``, ``ImageClassifier.setup``)."""
 
     def __init__(
         self,
         data_dir: Optional[str] = None,
+        classes: Optional[list[str]] = None,  # the class names, by label; null: the digits 0-9
+        image_size: PositiveInt = SIDE,
+        mean: Optional[float] = None,  # null: MNIST's for the shipped copy, else the training images'
+        std: Optional[PositiveFloat] = None,
+        download: Optional[str] = None,  # torchvision's dataset class that fetches missing IDX files
+        reading: Literal[READINGS] = "digits",  # type: ignore[valid-type]
         train_csv: Optional[str] = None,
         test_csv: Optional[str] = None,
         val_size: NonNegativeInt = 5000,  # 0: no validation
@@ -44,12 +57,22 @@ class MNISTDataModule(L.LightningDataModule):
         fold: Optional[NonNegativeInt] = None,
     ) -> None:
         super().__init__()
+        if not (data_dir or train_csv or test_csv) and download not in (None, "MNIST"):
+            raise ConfigError(
+                f"data.data_dir=null is not allowed with data.download={download}: the shipped copy is MNIST; "
+                f"give the folder of {download}'s IDX files (data.data_dir=...), fetched there when missing."
+            )
         if folds is not None:
             self._check_fold(folds, fold)
-        elif not train_csv:
+        elif not (train_csv or data_dir):
             self._check_val_size(val_size, TRAIN_COUNT)
         self.folds, self.fold = folds, fold
         self.data_dir = Path(data_dir) if data_dir else SHIPPED_DIR
+        self.classes = list(classes) if classes else DIGITS
+        self.image_size, self.download, self.reading = image_size, download, reading
+        self.mean, self.std = (
+            (MEAN, STD) if mean is None and std is None and not (data_dir or train_csv) else (mean, std)
+        )
         self.train_csv, self.test_csv = train_csv, test_csv
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
         # seed=null: unseeded, so each run shuffles differently (from torch's unseeded generator).
@@ -92,12 +115,40 @@ class MNISTDataModule(L.LightningDataModule):
 
     def load(self) -> dict[str, Optional[torch.Tensor]]:
         if not (self.train_csv or self.test_csv):
-            return load_mnist(self.data_dir)
-        train_x, train_y = read_digit_csv(Path(self.train_csv)) if self.train_csv else (None, None)
-        if self.train_csv and train_y is None:
-            raise DataError(f"{self.train_csv}: a training CSV needs a 'label' column first.")
-        test_x, test_y = read_digit_csv(Path(self.test_csv)) if self.test_csv else (None, None)
-        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+            data = load_shipped() if self.data_dir == SHIPPED_DIR else load_idx_folder(self.data_dir, self.download)
+        else:
+            train_x, train_y = (
+                read_image_csv(Path(self.train_csv), len(self.classes)) if self.train_csv else (None, None)
+            )
+            if self.train_csv and train_y is None:
+                raise DataError(f"{self.train_csv}: a training CSV needs a 'label' column first.")
+            test_x, test_y = read_image_csv(Path(self.test_csv), len(self.classes)) if self.test_csv else (None, None)
+            data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+        self._check_fits(data)
+        return data
+
+    def _check_fits(self, data: dict[str, Optional[torch.Tensor]]) -> None:
+        """The images are image_size square and every label names one of the classes."""
+        where = self.train_csv or self.test_csv or self.data_dir
+        for part in ("train", "test"):
+            images, labels = data[f"{part}_x"], data[f"{part}_y"]
+            if images is not None and tuple(images.shape[1:]) != (self.image_size, self.image_size):
+                raise DataError(
+                    f"{where}: the {part} images are {'x'.join(map(str, images.shape[1:]))} pixels, not "
+                    f"{self.image_size}x{self.image_size}; set data.image_size to their size."
+                )
+            if labels is not None and len(labels) and int(labels.max()) >= len(self.classes):
+                raise DataError(
+                    f"{where}: the {part} labels go up to {int(labels.max())}, but data.classes names "
+                    f"{len(self.classes)} classes; list one name per label in data.classes."
+                )
+
+    def _statistics(self, images: torch.Tensor) -> None:
+        """The training images' pixel mean and std, where the config gives none (a second for 60k images)."""
+        if self.mean is None or self.std is None:
+            pixels = to_unit(images.flatten())
+            self.mean = round(float(pixels.mean()), 4) if self.mean is None else self.mean
+            self.std = round(float(pixels.std()), 4) if self.std is None else self.std
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is not None or self.test_set is not None:
@@ -113,6 +164,7 @@ class MNISTDataModule(L.LightningDataModule):
         if x is None:
             return
         val_idx, train_idx = self.split(len(y))
+        self._statistics(x[train_idx])
         self.train_set = TensorBatches(x[train_idx], y[train_idx])
         self.val_set = TensorBatches(x[val_idx], y[val_idx]) if len(val_idx) else None
 
@@ -126,7 +178,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
-            raise DataError("There is no training data: give data.train_csv, or use data=mnist.")
+            raise DataError("There is no training data: give data.train_csv, or use an IDX dataset (data=mnist).")
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> list:
@@ -148,3 +200,17 @@ class MNISTDataModule(L.LightningDataModule):
         if self.augment and self.trainer is not None and self.trainer.training:
             x = random_distortion(x, self.augment)
         return x if labels is None else (x, labels)
+
+
+def data_of_run(run_config: Optional[dict], data_dir: Optional[str] = None) -> ImageDataModule:
+    """The data a run trained on (its config's ``data``; the shipped MNIST for a checkpoint without one), read
+    and ready to test; ``data_dir`` replaces its folder."""
+    from mnist_lab.building import build
+
+    conf = dict((run_config or {}).get("data") or {"_target_": f"{__name__}.ImageDataModule"})
+    if data_dir:
+        conf["data_dir"] = data_dir
+    conf.pop("resident_on_device", None)  # read on the CPU: there is no trainer
+    datamodule = build(conf, where="data")
+    datamodule.setup("test")
+    return datamodule

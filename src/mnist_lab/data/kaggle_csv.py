@@ -26,8 +26,8 @@ def _header(path: Path) -> list[str]:
     return header
 
 
-def read_digit_csv(path: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """uint8 images (N, 28, 28) and, if the file has a ``label`` column, labels (N,)."""
+def read_image_csv(path: Path, classes: int = CLASSES) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """uint8 images (N, 28, 28) and, if the file has a ``label`` column, labels (N,) from 0 to ``classes - 1``."""
     path = Path(path)
     header = _header(path)
     has_label = header[0].strip().lower() == "label"
@@ -47,7 +47,7 @@ def read_digit_csv(path: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     pixels, labels = values[:, int(has_label) :], values[:, 0] if has_label else None
     _check_range(path, pixels, 0, 255, "pixel value")
     if labels is not None:
-        _check_range(path, labels[:, None], 0, CLASSES - 1, "label")
+        _check_range(path, labels[:, None], 0, classes - 1, "label")
     images = torch.from_numpy(pixels.astype(np.uint8)).view(-1, SIDE, SIDE)
     return images, torch.from_numpy(labels) if labels is not None else None
 

@@ -1,4 +1,4 @@
-"""The network a checkpoint holds, run by torch or by onnxruntime: images (N, 28, 28) in [0, 1] -> probabilities."""
+"""The network a checkpoint holds, run by torch or by onnxruntime: images (N, side, side) in [0, 1] -> probabilities."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from mnist_lab.data.mnist import CLASSES, SIDE
 from mnist_lab.errors import CheckpointError, ConfigError
-from mnist_lab.models.classifier import DigitClassifier, load_classifier
+from mnist_lab.models.classifier import ImageClassifier, load_classifier
 
 BACKENDS = ("torch", "onnx")
 ONNX_OPSET = 17  # onnxruntime 1.16+ runs it; the CNN needs nothing newer
@@ -20,10 +19,11 @@ ONNX_IO = {"input_names": ["images"], "output_names": ["logits"]}
 CHUNK = 1000  # images a call: the 10k test set never sits in memory as one activation tensor
 
 
-def export_onnx(model: DigitClassifier, file: str | Path | io.BytesIO) -> None:
-    """The classifier in fp32 as ONNX: any batch size, images (N, 1, 28, 28) in [0, 1] (normalised in the graph)."""
+def export_onnx(model: ImageClassifier, file: str | Path | io.BytesIO) -> None:
+    """The classifier in fp32 as ONNX: any batch size, images (N, 1, side, side) in [0, 1] (normalised in the graph)."""
     model = model.float().eval()
-    example = torch.zeros(1, 1, SIDE, SIDE)
+    side = model.hparams.image_size
+    example = torch.zeros(1, 1, side, side)
     with tempfile.TemporaryDirectory() as tmp:  # Lightning's to_onnx writes a path, never a buffer
         path = Path(tmp) / "model.onnx" if isinstance(file, io.BytesIO) else Path(file)
         model.to_onnx(
@@ -43,8 +43,10 @@ class Network:
 
     backend = "torch"
 
-    def __init__(self, model: DigitClassifier) -> None:
+    def __init__(self, model: ImageClassifier) -> None:
         self.model = model
+        # How a user's picture is read (inference.reading): as its training data's; digits before checkpoints said.
+        self.reading = ((model.run_config or {}).get("data") or {}).get("reading", "digits")
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(images).softmax(-1)
@@ -52,14 +54,14 @@ class Network:
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if not len(images):
-            return torch.empty(0, CLASSES)
+            return torch.empty(0, len(self.model.classes))
         return torch.cat([self.model(chunk[:, None]).float() for chunk in images.split(CHUNK)])
 
 
 class OnnxNetwork(Network):
     backend = "onnx"
 
-    def __init__(self, model: DigitClassifier, onnx: bytes | Path, threads: int = 0) -> None:
+    def __init__(self, model: ImageClassifier, onnx: bytes | Path, threads: int = 0) -> None:
         import onnxruntime as ort
 
         super().__init__(model)
@@ -75,7 +77,7 @@ class OnnxNetwork(Network):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if not len(images):
-            return torch.empty(0, CLASSES)
+            return torch.empty(0, len(self.model.classes))
         x = images[:, None].numpy().astype(np.float32)
         logits = [self.session.run(None, {"images": chunk})[0] for chunk in np.array_split(x, -(-len(x) // CHUNK))]
         return torch.from_numpy(np.concatenate(logits))

@@ -12,6 +12,7 @@ from pydantic import ConfigDict
 from typing_extensions import NotRequired, TypedDict
 
 from mnist_lab.building import build
+from mnist_lab.data.datamodule import data_of_run
 from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import ConfigError, require
 from mnist_lab.known_noise import hide_known_noise
@@ -39,8 +40,8 @@ class EvalSettings(TypedDict):
     task_name: str
 
 
-def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
-    """Precision, recall, F1 and support per digit from a (true x predicted) confusion matrix."""
+def class_report(confusion: torch.Tensor, classes: list[str]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support per class from a (true x predicted) confusion matrix."""
     confusion = confusion.double()
     hits, support, predicted = confusion.diag(), confusion.sum(1), confusion.sum(0)
     precision = hits / predicted.clamp(min=1)
@@ -48,7 +49,7 @@ def class_report(confusion: torch.Tensor) -> list[dict[str, float]]:
     f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
     return [
         {
-            "digit": d,
+            "class": classes[d],
             "precision": float(precision[d]),
             "recall": float(recall[d]),
             "f1": float(f1[d]),
@@ -80,14 +81,14 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict:
     """Test one checkpoint; metrics.json and the test figures go to the run folder."""
     model = load_classifier(path)
     log.info(trained_with(model.run_config))
-    datamodule = build(cfg.data)
+    datamodule = build(cfg.data) if cfg.get("data") else data_of_run(model.run_config)
     figures = TestFigures(cfg.output_dir)
     loggers = instantiate_loggers(cfg)
     hide_known_noise()
     trainer = build(cfg.trainer, callbacks=[figures], logger=loggers or False, enable_model_summary=False)
     [metrics] = trainer.test(model, datamodule=datamodule, verbose=False)
 
-    report = class_report(figures.confusion.compute())
+    report = class_report(figures.confusion.compute(), model.classes)
     result = {
         "checkpoint": str(Path(path).resolve()),
         **metrics,
@@ -105,10 +106,13 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict:
     return result
 
 
-def log_report(report: list[dict[str, float]]) -> None:
-    log.info("digit  precision  recall      f1  support")
+def log_report(report: list[dict[str, Any]]) -> None:
+    width = max(5, *(len(r["class"]) for r in report))
+    log.info(f"{'class':>{width}}  precision  recall      f1  support")
     for r in report:
-        log.info(f"{r['digit']:>5}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['f1']:>6.4f}  {r['support']:>7}")
+        log.info(
+            f"{r['class']:>{width}}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['f1']:>6.4f}  {r['support']:>7}"
+        )
 
 
 @torch.inference_mode()
@@ -121,10 +125,13 @@ def probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int)
 def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict:
     """Test several checkpoints (a setting's folds) alone and as one model, the mean of their softmax."""
     models = [load_classifier(path) for path in paths]
-    datamodule = build(cfg.data)
-    datamodule.setup("test")
+    if cfg.get("data"):
+        datamodule = build(cfg.data)
+        datamodule.setup("test")
+    else:
+        datamodule = data_of_run(models[0].run_config)
     test = datamodule.test_set
-    probs = torch.stack([probabilities(m, test.images, cfg.data.eval_batch_size) for m in models])
+    probs = torch.stack([probabilities(m, test.images, datamodule.eval_batch_size) for m in models])
     single = [float((p.argmax(1) == test.labels).float().mean()) for p in probs]
     ensemble = float((probs.mean(0).argmax(1) == test.labels).float().mean())
     result = {"checkpoints": [str(Path(p).resolve()) for p in paths], "test_acc": ensemble, "single_test_acc": single}

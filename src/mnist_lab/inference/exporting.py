@@ -1,4 +1,4 @@
-"""What ``python export.py`` does: the checkpoint as model.onnx, checked with onnxruntime on the 10k test images."""
+"""What ``python export.py`` does: the checkpoint as model.onnx, checked with onnxruntime on its test images."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 from pydantic import ConfigDict
 from typing_extensions import TypedDict
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
+from mnist_lab.data.datamodule import data_of_run
+from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import require
 from mnist_lab.inference.backends import Network, OnnxNetwork, export_onnx
 from mnist_lab.logs import get_logger
@@ -55,8 +56,8 @@ def export(cfg: DictConfig) -> dict:
     result = {"checkpoint": str(Path(path).resolve()), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size}
     log.info(f"Wrote {onnx_path} ({result['bytes'] / 1e6:.1f} MB, fp32, any batch size, images in [0, 1])")
     if cfg.check:
-        test = load_mnist(Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR)
-        images, labels = to_unit(test["test_x"]), test["test_y"]
+        test = data_of_run(model.run_config, cfg.data_dir).test_set
+        images, labels = to_unit(test.images), test.labels
         result |= compare(Network(model), OnnxNetwork(model, onnx_path), images, labels)
         log.info(
             f"onnxruntime on the {result['images']} test images: {result['predictions_differ']} predictions differ "

@@ -1,4 +1,4 @@
-"""What ``python predict.py`` does: recognise a user's digit images the way MNIST digits were made."""
+"""What ``python predict.py`` does: classify a user's pictures the way the training images were made."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from pydantic import ConfigDict, NonNegativeInt, PositiveInt
 from torchvision.utils import save_image
 from typing_extensions import TypedDict
 
-from mnist_lab.data.kaggle_csv import read_digit_csv, write_submission
-from mnist_lab.data.mnist import SHIPPED_DIR, load_mnist, to_unit
+from mnist_lab.data.datamodule import data_of_run
+from mnist_lab.data.kaggle_csv import read_image_csv, write_submission
+from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import ConfigError, InputError, require
 from mnist_lab.inference.backends import Network, load_network
-from mnist_lab.inference.reading import read_digit, unexpected
+from mnist_lab.inference.reading import read_image, unexpected
 from mnist_lab.logs import get_logger
 from mnist_lab.training.hparams import trained_with
 from mnist_lab.validation import check_config
@@ -88,19 +89,29 @@ def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Option
     return unique
 
 
-def _row(name: str, probs: torch.Tensor) -> Row:
-    return {"input": name, "digit": int(probs.argmax()), "probability": round(float(probs.max()), 4), "error": ""}
+COLUMNS = ["input", "class", "label", "probability", "error"]  # predictions.csv
+
+
+def _row(name: str, probs: torch.Tensor, classes: list[str]) -> Row:
+    label = int(probs.argmax())
+    return {
+        "input": name,
+        "class": classes[label],
+        "label": label,
+        "probability": round(float(probs.max()), 4),
+        "error": "",
+    }
 
 
 def _failed(name: str, error: str) -> Row:
     """A failed input's row: its error line, on the console and in predictions.csv."""
     log.info(f"{name}: error: {error}")
-    return {"input": name, "digit": "", "probability": "", "error": error}
+    return {"input": name, "class": "", "label": "", "probability": "", "error": error}
 
 
-def top3(probs: torch.Tensor) -> str:
-    p, d = probs.topk(3)
-    return "  ".join(f"{int(di)}: {float(pi):.3f}" for di, pi in zip(d, p))
+def top3(probs: torch.Tensor, classes: list[str]) -> str:
+    p, labels = probs.topk(min(3, len(probs)))
+    return "  ".join(f"{classes[int(label)]}: {float(pi):.3f}" for label, pi in zip(labels, p))
 
 
 def predict_files(network: Network, inputs: Iterable[str], max_pixels: int, save_dir: Optional[Path]) -> list[Row]:
@@ -113,43 +124,46 @@ def predict_files(network: Network, inputs: Iterable[str], max_pixels: int, save
         try:
             if error:
                 raise InputError(error)
-            reading = read_digit(network, file, max_pixels)
+            reading = read_image(network, file, max_pixels)
         except InputError as err:
             rows.append(_failed(name, str(err)))
             continue
         except Exception as err:  # noqa: BLE001 - a bug met on one image must not cost the user the others
             rows.append(_failed(name, unexpected(name, err)))
             continue
-        rows.append(_row(name, reading.probabilities))
-        log.info(f"{name}: {reading.digit}   (top 3  {top3(reading.probabilities)})")
+        rows.append(_row(name, reading.probabilities, network.model.classes))
+        log.info(f"{name}: {reading.name}   (top 3  {top3(reading.probabilities, network.model.classes)})")
         if save_dir:
             save_dir.mkdir(exist_ok=True)
             save_image(reading.seen, save_dir / f"{len(rows):04d}_{Path(name).stem}.png")
     return rows
 
 
-def predict_test_images(network: Network, indices: list[int], data_dir: Path, out: Path) -> list[Row]:
-    """MNIST test images by index, each with its true label and saved, enlarged, in ``out``."""
-    test = load_mnist(data_dir)
-    rows = []
+def predict_test_images(network: Network, indices: list[int], data_dir: Optional[str], out: Path) -> list[Row]:
+    """Test images of the checkpoint's data (in ``data_dir`` if given) by index, each with its true class and
+    saved, enlarged, in ``out``."""
+    test = data_of_run(network.model.run_config, data_dir).test_set
+    if test is None:
+        raise ConfigError("test_index needs a labelled test set: the checkpoint's data has none.")
+    classes, rows = network.model.classes, []
     for i in indices:
-        if i >= len(test["test_y"]):
-            rows.append(_failed(f"test[{i}]", f"the test set has images 0..{len(test['test_y']) - 1}"))
+        if i >= len(test.labels):
+            rows.append(_failed(f"test[{i}]", f"the test set has images 0..{len(test.labels) - 1}"))
             continue
-        x = to_unit(test["test_x"][i])
+        x = to_unit(test.images[i])
         probs = network.probabilities(x[None])[0]
         image = out / f"test_{i}.png"
         save_image(F.interpolate(x[None, None], scale_factor=SHOWN_SCALE), image)
         log.info(
-            f"test image {i}: true {int(test['test_y'][i])}, predicted {int(probs.argmax())}"
-            f"   (top 3  {top3(probs)}); saved {image}"
+            f"test image {i}: true {classes[int(test.labels[i])]}, predicted {classes[int(probs.argmax())]}"
+            f"   (top 3  {top3(probs, classes)}); saved {image}"
         )
-        rows.append(_row(f"test[{i}]", probs))
+        rows.append(_row(f"test[{i}]", probs, classes))
     return rows
 
 
 def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
-    images, _ = read_digit_csv(path)
+    images, _ = read_image_csv(path)
     labels = network.probabilities(to_unit(images)).argmax(-1)
     write_submission(labels, out / "submission.csv")
     log.info(f"{path}: {len(labels)} digits -> {out / 'submission.csv'}")
@@ -157,7 +171,7 @@ def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
 
 def write_predictions(rows: list[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["input", "digit", "probability", "error"])
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     log.info(f"Wrote {path}")
@@ -178,8 +192,7 @@ def predict(cfg: DictConfig) -> None:
     saved = out / "inputs" if cfg.save_inputs else None
     rows = predict_files(network, as_list(cfg.inputs), cfg.max_pixels, saved)
     if cfg.test_index is not None:
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else SHIPPED_DIR
-        rows += predict_test_images(network, as_list(cfg.test_index), data_dir, out)
+        rows += predict_test_images(network, as_list(cfg.test_index), cfg.data_dir, out)
     if cfg.kaggle_csv:
         predict_kaggle_csv(network, Path(cfg.kaggle_csv), out)
     if cfg.save_csv and rows:

@@ -227,3 +227,21 @@ def to_mnist(rgb: np.ndarray) -> torch.Tensor:
     """An image (H, W, 3) or (H, W) uint8 -> the (28, 28) MNIST-style digit in [0, 1] the network expects."""
     ink = ink_map(dark_ink(rgb))
     return mnist_look(torch.from_numpy(sharpen(digit_strokes(ink))))
+
+
+def to_picture(rgb: np.ndarray, side: int = SIDE) -> torch.Tensor:
+    """An image (H, W, 3) or (H, W) uint8 -> the whole picture (side, side) in [0, 1], as Fashion-MNIST made its
+    own: gray, the subject light on a dark ground (inverted when the border is the lighter), its longest side
+    fitted to ``side`` and centred."""
+    gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if border.mean() > gray.mean():
+        gray = 255 - gray
+    h, w = gray.shape
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    fitted = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((side, side), np.uint8)
+    top, left = (side - size[1]) // 2, (side - size[0]) // 2
+    out[top : top + size[1], left : left + size[0]] = fitted
+    return torch.from_numpy(out).float() / 255

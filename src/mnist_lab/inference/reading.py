@@ -1,4 +1,8 @@
-"""One image of a digit -> what the network reads: the one path predict.py, serve.py's API and its page share."""
+"""One picture -> what the network reads: the one path predict.py, serve.py's API and its page share.
+
+How a picture becomes the network's input is the training data's ``reading`` (``data.reading``, in the
+checkpoint's run config): ``digits`` finds pen strokes and makes them an MNIST digit, ``picture`` fits the
+whole picture."""
 
 from __future__ import annotations
 
@@ -10,15 +14,16 @@ import cv2
 import torch
 
 from mnist_lab.inference.backends import Network
-from mnist_lab.inference.preprocess import open_image, to_mnist
+from mnist_lab.inference.preprocess import open_image, to_mnist, to_picture
 
 TRACEBACKS = logging.getLogger("mnist_lab.tracebacks")  # conf/hydra/default.yaml: to the run's log file only
 
 
 @dataclass
 class Reading:
-    digit: int
-    probabilities: torch.Tensor  # (10,)
+    label: int
+    name: str  # the class's name
+    probabilities: torch.Tensor  # (classes,)
     seen: torch.Tensor  # (28, 28) in [0, 1]: the image the network was given
 
 
@@ -28,11 +33,14 @@ def use_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def read_digit(network: Network, source: Path | bytes, max_pixels: int) -> Reading:
+def read_image(network: Network, source: Path | bytes, max_pixels: int) -> Reading:
     """Raises InputError (NotAnImage, ImageTooLarge) with the message a user sees for an image it cannot read."""
-    seen = to_mnist(open_image(source, max_pixels))
+    rgb = open_image(source, max_pixels)
+    side = network.model.hparams.image_size
+    seen = to_picture(rgb, side) if network.reading == "picture" else to_mnist(rgb)
     probabilities = network.probabilities(seen[None])[0]
-    return Reading(int(probabilities.argmax()), probabilities, seen)
+    label = int(probabilities.argmax())
+    return Reading(label, network.model.classes[label], probabilities, seen)
 
 
 def unexpected(name: str, err: Exception) -> str:

@@ -10,15 +10,16 @@ from typing import Annotated, Any, Literal, Optional
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import Required, TypedDict
 
 from mnist_lab.building import build
 from mnist_lab.data import mnist
-from mnist_lab.errors import CheckpointError
+from mnist_lab.errors import CheckpointError, ConfigError
 from mnist_lab.migration import migrate
 
 CONFIG_KEY = "run_config"  # a checkpoint's key for the composed config of the run that saved it
@@ -43,6 +44,33 @@ class Scheduler(TypedDict, total=False):
 
     max_lr: PositiveFloat
     pct_start: Annotated[float, Field(gt=0, lt=1)]
+
+
+# What a network may take from the data, torchvision's way (num_classes), when its config does not set it.
+DATA_ARGUMENTS = ("num_classes", "image_size")
+
+
+def _data_arguments(net: dict, num_classes: int, image_size: int) -> dict[str, int]:
+    """``num_classes`` and ``image_size`` for a network class that takes them and whose config leaves them out."""
+    try:
+        parameters = inspect.signature(get_class(net["_target_"])).parameters
+    except Exception:  # noqa: BLE001 - an unknown class is named by build() in its own words
+        return {}
+    given = {"num_classes": num_classes, "image_size": image_size}
+    return {key: given[key] for key in DATA_ARGUMENTS if key in parameters and key not in net}
+
+
+def _check_outputs(net: torch.nn.Module, example: torch.Tensor, classes: int) -> None:
+    """Refuse a network whose output is not one logit per class (before any data is read)."""
+    training = net.training
+    with torch.no_grad():
+        shape = tuple(net.eval()(example).shape)
+    net.train(training)
+    if shape != (len(example), classes):
+        raise ConfigError(
+            f"model.net gives outputs of shape {shape[1:]} for each image, but the data has {classes} classes: "
+            "its last layer needs one output per class (a num_classes argument is filled in from the data)."
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -90,8 +118,13 @@ class EpochSums(torch.nn.Module):
             )
 
 
-class DigitClassifier(L.LightningModule):
-    """Wraps a network built from ``net`` (a ``_target_`` dict) so checkpoints rebuild it alone."""
+class ImageClassifier(L.LightningModule):
+    """Wraps a network built from ``net`` (a ``_target_`` dict) so checkpoints rebuild it alone.
+
+    What reading a new image needs travels in the checkpoint with it: the class names, the image size, and
+    the mean and std the inputs are normalised with. The data gives them (``training.run.prepare``) where the
+    model's config does not.
+    """
 
     def __init__(
         self,
@@ -100,29 +133,51 @@ class DigitClassifier(L.LightningModule):
         scheduler: Optional[Scheduler] = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
         label_smoothing: Share = 0.0,
-        mean: float = mnist.MEAN,  # part of the model, so a checkpoint carries its preprocessing
-        std: PositiveFloat = mnist.STD,
+        classes: Optional[list[str]] = None,  # by label; None (checkpoints from before): the digits 0-9
+        image_size: PositiveInt = mnist.SIDE,
+        # Part of the model, so a checkpoint carries its preprocessing; train.py passes the data's. None: the
+        # training images' own, computed by the data module and filled in at setup.
+        mean: Optional[float] = mnist.MEAN,
+        std: Optional[PositiveFloat] = mnist.STD,
         channels_last: bool = False,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        classes = list(classes) if classes else mnist.DIGITS
         self.save_hyperparameters(logger=False)
-        self.net = build(net, where="model.net")  # a refused argument raises its UserError, also from a checkpoint
+        self.hparams.classes = classes
+        # A refused argument raises its UserError, also from a checkpoint.
+        self.net = build(net, where="model.net", **_data_arguments(net, len(classes), image_size))
+        # For the model graph and summary; two images because batch norm refuses one in training mode.
+        self.example_input_array = torch.zeros(2, 1, image_size, image_size)
+        _check_outputs(self.net, self.example_input_array, len(classes))
         if channels_last:  # NHWC: oneDNN's and cuDNN's fast convolution layout (~10 % faster CNN epochs on CPU)
             self.net.to(memory_format=torch.channels_last)
         # Plain sums, not torchmetrics: its updates were a third of a small model's ops per step.
         self.train_sums = EpochSums()
-        self.val_acc, self.test_acc = (MulticlassAccuracy(mnist.CLASSES, average="micro") for _ in range(2))
+        self.val_acc, self.test_acc = (MulticlassAccuracy(len(classes), average="micro") for _ in range(2))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
         # The composed config of the run that trains it, saved beside the weights (set by training.run.train).
         self.run_config: Optional[dict] = None
-        # For the model graph and summary; two images because batch norm refuses one in training mode.
-        self.example_input_array = torch.zeros(2, 1, mnist.SIDE, mnist.SIDE)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.hparams.classes
+
+    def setup(self, stage: str) -> None:
+        """Normalise with the data's statistics where the config gave none (the data module has computed them)."""
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        for key in ("mean", "std"):
+            if self.hparams[key] is None:
+                value = getattr(data, key, None)
+                if value is None:
+                    raise ConfigError(f"model.{key}=null needs data whose {key} is known; give model.{key}.")
+                self.hparams[key] = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for images ``x`` of shape (B, 1, 28, 28) with values in [0, 1]."""
+        """Logits for images ``x`` of shape (B, 1, image_size, image_size) with values in [0, 1]."""
         x = (x - self.hparams.mean) / self.hparams.std
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -241,10 +296,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> ImageClassifier:
     """Rebuild a trained classifier from its checkpoint alone."""
     ckpt = read_checkpoint(path, map_location)
-    model = DigitClassifier(**ckpt["hyper_parameters"])
+    model = ImageClassifier(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = ckpt.get(CONFIG_KEY)  # None in checkpoints saved before they carried it
     return model.eval()

@@ -1,4 +1,8 @@
-"""The four networks. Each takes (B, 1, 28, 28) normalised images and returns (B, 10) logits."""
+"""The four networks. Each takes (B, 1, 28, 28) normalised images and returns (B, num_classes) logits.
+
+``num_classes`` (torchvision's name) and ``image_size`` are filled in from the data by the classifier
+(``models.classifier.DATA_ARGUMENTS``), so a network's config never repeats them.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,13 @@ Dropout = Annotated[float, Field(ge=0, lt=1)]  # the share of units dropped whil
 class CNN(nn.Sequential):
     """The tutorial's CNN: two 5x5 conv + max-pool blocks, FC 1024, dropout, FC 10 (3,274,634 parameters)."""
 
-    def __init__(self, dropout: Dropout = 0.5, tutorial_init: bool = False) -> None:
+    def __init__(
+        self,
+        dropout: Dropout = 0.5,
+        tutorial_init: bool = False,
+        num_classes: PositiveInt = CLASSES,
+        image_size: PositiveInt = SIDE,
+    ) -> None:
         super().__init__(
             nn.Conv2d(1, 32, 5, padding=2),
             nn.ReLU(),
@@ -25,10 +35,10 @@ class CNN(nn.Sequential):
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear((SIDE // 4) ** 2 * 64, 1024),
+            nn.Linear((image_size // 4) ** 2 * 64, 1024),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(1024, CLASSES),
+            nn.Linear(1024, num_classes),
         )
         if tutorial_init:
             for layer in self:
@@ -50,7 +60,9 @@ class DeepCNN(nn.Sequential):
     convolutions learn the down-sampling that max-pool fixes, and batch norm keeps it trainable.
     """
 
-    def __init__(self, dropout: Dropout = 0.4, width: Annotated[float, Field(gt=0)] = 1.0) -> None:
+    def __init__(
+        self, dropout: Dropout = 0.4, width: Annotated[float, Field(gt=0)] = 1.0, num_classes: PositiveInt = CLASSES
+    ) -> None:
         # width multiplies every layer's channels
         a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
         super().__init__(
@@ -65,15 +77,15 @@ class DeepCNN(nn.Sequential):
             *_conv_bn(b, c, 4),
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(c, CLASSES),
+            nn.Linear(c, num_classes),
         )
 
 
 class LogReg(nn.Sequential):
     """Softmax (multinomial logistic) regression: 784 -> 10 (7,850 parameters)."""
 
-    def __init__(self) -> None:
-        super().__init__(nn.Flatten(), nn.Linear(SIDE * SIDE, CLASSES))
+    def __init__(self, num_classes: PositiveInt = CLASSES, image_size: PositiveInt = SIDE) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
 
 
 class MLP(nn.Sequential):
@@ -84,13 +96,15 @@ class MLP(nn.Sequential):
         hidden: Sequence[PositiveInt] = (10,),
         activation: Literal[tuple(ACTIVATIONS)] = "sigmoid",  # type: ignore[valid-type]
         dropout: Dropout = 0.0,
+        num_classes: PositiveInt = CLASSES,
+        image_size: PositiveInt = SIDE,
     ) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
-        width = SIDE * SIDE
+        width = image_size * image_size
         for size in hidden:
             layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = size
-        layers.append(nn.Linear(width, CLASSES))
+        layers.append(nn.Linear(width, num_classes))
         super().__init__(*layers)

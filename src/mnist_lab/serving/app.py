@@ -1,7 +1,7 @@
 """serve.py's web app: the draw-a-digit page at /, the JSON API at /predict, /model and /health, its
 Swagger UI at /docs (served from the package: it works offline), and Prometheus metrics at /metrics.
 
-Every request's images go through ``reading.read_digit``, predict.py's path. A request whose images all
+Every request's images go through ``reading.read_image``, predict.py's path. A request whose images all
 fail is answered with a 4xx and the message predict.py prints; one with some images read, with 200 and
 each failed image's error in its result. Every error is JSON: ``{"error": ...}``. The server keeps
 serving."""
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_lab.errors import ImageTooLarge, InputError
 from mnist_lab.inference.backends import Network
-from mnist_lab.inference.reading import Reading, read_digit, unexpected
+from mnist_lab.inference.reading import Reading, read_image, unexpected
 from mnist_lab.training.hparams import trained_with
 from mnist_lab.training.run_folder import read_result
 
@@ -50,6 +50,7 @@ def model_facts(network: Network, ckpt_path: Path) -> dict[str, Any]:
         "backend": network.backend,
         "trained_with": trained_with(model.run_config).removeprefix("Trained with: "),
         "test_acc": result.get("test_acc"),
+        "classes": model.classes,
     }
 
 
@@ -63,7 +64,8 @@ def seen_png(seen: torch.Tensor) -> str:
 def reading_json(name: str, reading: Reading) -> dict[str, Any]:
     return {
         "name": name,
-        "digit": reading.digit,
+        "class": reading.name,
+        "label": reading.label,
         "probabilities": [round(p, 5) for p in reading.probabilities.tolist()],
         "seen": seen_png(reading.seen),
     }
@@ -115,7 +117,7 @@ class Reader:
         try:
             if len(data) > self.max_bytes:
                 raise ImageTooLarge(f"image too large ({len(data)} bytes, over the limit of {self.max_bytes})")
-            return reading_json(name, read_digit(self.network, data, self.max_pixels)), None
+            return reading_json(name, read_image(self.network, data, self.max_pixels)), None
         except InputError as err:
             error = err.status, str(err)
         except Exception as err:  # noqa: BLE001 - a bug met on one image must not cost the others, nor the server
@@ -138,7 +140,7 @@ def model(request: Request) -> dict[str, Any]:
 
 @routes.post("/predict", name="predict")
 async def predict(request: Request, images: list[UploadFile]) -> JSONResponse:
-    """Each image: the digit, the ten probabilities, the 28x28 the network saw; or its error."""
+    """Each image: its class (name and label), a probability per class, the 28x28 the network saw; or its error."""
     reader: Reader = request.app.state.reader
     if len(images) > reader.max_images:
         return refusal(413, f"{len(images)} images in one request; send at most {reader.max_images}")

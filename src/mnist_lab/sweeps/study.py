@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException, InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -26,6 +26,7 @@ from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
 from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
+from mnist_lab.sweeps.swept_keys import missing_keys
 from mnist_lab.training.run_folder import read_result
 from mnist_lab.validation import check_arguments
 
@@ -37,6 +38,7 @@ OWNER_KEY = "sweeper"  # a trial's user attribute: the sweep process (host:pid) 
 UNCOUNTED_KEY = "uncounted"
 HEARTBEAT_KEY = "heartbeat"  # a running trial's user attribute: the time (time.time()) it last showed it is alive
 RETRY_KEY = "retry_of"  # a trial's user attribute: the number of the dead trial whose parameters it runs again
+LR_KEY = "model.optimizer.lr"  # what a model without a search_space is searched over
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
 
 
@@ -69,6 +71,35 @@ def search_space(params: dict[str, str]) -> tuple[dict[str, BaseDistribution], d
             fixed[key] = str(text)
         else:
             space[key] = found
+    return space, fixed
+
+
+def sweep_space(config: DictConfig, arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """What a sweep searches and fixes: the model's ``search_space``, then ``hydra.sweeper.params``, then the
+    command line; when none of them searches anything, the learning rate a decade either side of the model's
+    (one line says so)."""
+    params = {
+        **OmegaConf.to_container(config.get("search_space") or OmegaConf.create()),
+        **OmegaConf.to_container(config.hydra.sweeper.get("params") or OmegaConf.create()),
+        **dict(a.split("=", 1) for a in arguments),
+    }
+    model = config.hydra.runtime.choices.get("model")
+    missing = missing_keys(config, list(params))
+    if missing:
+        raise ConfigError(
+            f"the search sets {', '.join(missing)}, which the config of model={model} does not have; search only "
+            "keys it has (in its search_space, hydra.sweeper.params or on the command line)."
+        )
+    space, fixed = search_space(params)
+    if not space:
+        lr = config.model.optimizer.lr
+        low, high = f"{lr / 10:.3g}", f"{lr * 10:.3g}"
+        space[LR_KEY] = FloatDistribution(float(low), float(high), log=True)
+        fixed.pop(LR_KEY, None)
+        log.info(
+            f"model={model} has no search_space: searching {LR_KEY} from {low} to {high}. "
+            "List what to search under search_space: in its YAML (docs/own_model.md)."
+        )
     return space, fixed
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -13,11 +13,12 @@ def _swept_keys(config: DictConfig) -> list[str]:
     return from_command_line + list(config.hydra.sweeper.get("params") or {})
 
 
-def missing_keys(config: DictConfig) -> list[str]:
-    """Keys a sweep sets that the composed config does not have (and that are no config group)."""
+def missing_keys(config: DictConfig, keys: Optional[list[str]] = None) -> list[str]:
+    """``keys`` (default: those the sweep sets) that the composed config does not have (and that are no config
+    group)."""
     groups = set(config.hydra.runtime.choices)
     missing = []
-    for key in _swept_keys(config):
+    for key in _swept_keys(config) if keys is None else keys:
         if key.startswith(("+", "~", "hydra.")) or "/" in key or key in groups:
             continue
         parent, _, leaf = key.rpartition(".")

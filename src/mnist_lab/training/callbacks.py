@@ -18,7 +18,7 @@ from pydantic import NonNegativeInt
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mnist_lab import figures
-from mnist_lab.data.mnist import CLASSES
+from mnist_lab.data.mnist import DIGITS
 
 
 def tensorboards(trainer: L.Trainer) -> list[TensorBoardLogger]:
@@ -154,7 +154,8 @@ class TestFigures(Callback):
         self.dirpath, self.max_images = Path(dirpath), max_images
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confusion = MulticlassConfusionMatrix(CLASSES).to(pl_module.device)
+        self.classes = list(getattr(pl_module, "classes", None) or DIGITS)
+        self.confusion = MulticlassConfusionMatrix(len(self.classes)).to(pl_module.device)
         self.wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -188,8 +189,8 @@ class TestFigures(Callback):
         )
         made = {
             "confusion_matrix": figures.confusion_matrix_image(matrix),
-            "misclassified": figures.misclassified_grid(images, labels, preds, self.max_images),
-            "predictions": figures.predictions_grid(*self.samples),
+            "misclassified": figures.misclassified_grid(images, labels, preds, self.max_images, self.classes),
+            "predictions": figures.predictions_grid(*self.samples, classes=self.classes),
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
         for name, image in made.items():

@@ -14,12 +14,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.building import build
-from mnist_lab.data.datamodule import MNISTDataModule
+from mnist_lab.data.datamodule import ImageDataModule
 from mnist_lab.errors import ConfigError
 from mnist_lab.hardware import gpu_for_job
 from mnist_lab.hydra_job import in_sweep, job_overrides, parallel_job
 from mnist_lab.logs import get_logger
-from mnist_lab.models.classifier import DigitClassifier, read_checkpoint
+from mnist_lab.models.classifier import ImageClassifier, read_checkpoint
 from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.hparams import log_hparams, run_hparams
 from mnist_lab.training.run_folder import (
@@ -45,14 +45,21 @@ def check(cfg: DictConfig) -> None:
         read_checkpoint(cfg.ckpt_path)  # refused now, not after the data is read and the Trainer built
 
 
-def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
+def data_facts(model: DictConfig, datamodule: ImageDataModule) -> dict[str, Any]:
+    """What the model takes from the data where its config is silent: the class names, image size, mean and std."""
+    facts = {key: getattr(datamodule, key) for key in ("classes", "image_size", "mean", "std")}
+    return {key: value for key, value in facts.items() if model.get(key) is None}
+
+
+def prepare(cfg: DictConfig) -> tuple[ImageDataModule, ImageClassifier]:
     """Check the settings, seed, and build the data and the model; nothing is read or trained yet."""
     check(cfg)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    datamodule, model = build(cfg.data), build(cfg.model)
+    datamodule = build(cfg.data)
+    model = build(cfg.model, **data_facts(cfg.model, datamodule))
     model.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in its checkpoints
     # The summary table rounds to "3.3 M"; the exact count is what the tutorials quote.
     log.info(f"{type(model.net).__name__}: {sum(p.numel() for p in model.net.parameters()):,} parameters")
@@ -60,7 +67,7 @@ def prepare(cfg: DictConfig) -> tuple[MNISTDataModule, DigitClassifier]:
 
 
 def _test(
-    cfg: DictConfig, trainer: L.Trainer, model: DigitClassifier, datamodule: MNISTDataModule, best: Optional[str]
+    cfg: DictConfig, trainer: L.Trainer, model: ImageClassifier, datamodule: ImageDataModule, best: Optional[str]
 ) -> dict[str, float]:
     """Test the ``best`` checkpoint (None: the final weights) when the run tests and has a labelled test set."""
     if not cfg.get("test"):

@@ -35,6 +35,8 @@ class RunSettings(TypedDict, total=False):
     trial: Optional[NonNegativeInt]  # the Optuna trial's number
     output_dir: str
     task_name: str
+    # What sweep=optuna searches for this model, in Hydra's sweep syntax (set in the model's YAML).
+    search_space: Optional[dict[str, str | int | float]]
     # The config groups: each object's arguments are checked against its class (check_config).
     data: Any
     model: Any

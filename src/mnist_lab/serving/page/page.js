@@ -71,7 +71,7 @@ async function send(image, name) {
     return;
   }
   showError(null);
-  document.getElementById("digit").textContent = reading.digit;
+  document.getElementById("digit").textContent = reading.class;
   drawBars(reading.probabilities);
   drawSeen(reading.seen);
 }
@@ -82,19 +82,21 @@ function showError(message) {
   box.textContent = message || "";
 }
 
+let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]; // the model's, from GET /model
+
 function drawBars(probabilities) {
   const list = document.getElementById("bars");
   list.replaceChildren();
   const best = probabilities ? probabilities.indexOf(Math.max(...probabilities)) : -1;
-  for (let digit = 0; digit < 10; digit++) {
-    const p = probabilities ? probabilities[digit] : 0;
+  classes.forEach((name, label) => {
+    const p = probabilities ? probabilities[label] : 0;
     const row = document.createElement("li");
-    row.className = digit === best ? "top" : "";
-    row.dataset.digit = digit;
-    row.innerHTML = `<span>${digit}</span><span class="bar" style="width:${(100 * p).toFixed(1)}%"></span>` +
+    row.className = label === best ? "top" : "";
+    row.dataset.digit = label;
+    row.innerHTML = `<span>${name}</span><span class="bar" style="width:${(100 * p).toFixed(1)}%"></span>` +
       `<span>${probabilities ? (100 * p).toFixed(1) + " %" : ""}</span>`;
     list.append(row);
-  }
+  });
 }
 
 function drawSeen(png) {
@@ -108,7 +110,9 @@ function drawSeen(png) {
 }
 
 fetch("model").then((r) => r.json()).then((m) => {
-  const accuracy = m.test_acc == null ? "" : `, ${(100 * m.test_acc).toFixed(2)} % on MNIST test`;
+  classes = m.classes;
+  drawBars(null);
+  const accuracy = m.test_acc == null ? "" : `, ${(100 * m.test_acc).toFixed(2)} % on its test set`;
   const line = document.getElementById("model");
   line.textContent = `${m.network}, ${m.parameters.toLocaleString("en")} parameters${accuracy}, on ${m.backend}; ` +
     m.checkpoint.split("/").pop();
