@@ -4,6 +4,7 @@ import gzip
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from mnist_lab.data.idx import LABEL_MAGIC, NAMES, load_idx_folder, read_idx
 from mnist_lab.data.kaggle_csv import read_image_csv
 from mnist_lab.data.mnist import SHIPPED_DIR, load_shipped
 from mnist_lab.errors import ConfigError, DataError
+from support import write_idx
 
 
 def test_shipped_files_are_the_official_mnist(mnist):
@@ -288,3 +290,31 @@ def test_the_wheel_ships_mnist_beside_the_reader(tmp_path: Path):
     shipped = SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[2])  # mnist_lab/data/mnist_files
     assert {f"{shipped.as_posix()}/{name}.gz" for name in NAMES.values()} <= set(names)
     assert not [n for n in names if n.startswith(("support/", "tests/"))]  # what only the tests use stays out
+
+
+def _idx_folder(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    folder.mkdir(exist_ok=True)
+    for part in ("train", "t10k"):
+        write_idx(folder / f"{part}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def test_a_folders_labels_must_each_name_a_class(tmp_path: Path):
+    folder = _idx_folder(tmp_path / "d", np.zeros((20, 28, 28)), np.arange(20) % 4)
+    with pytest.raises(DataError, match=r"labels go up to 3, but data.classes names 3 classes"):
+        ImageDataModule(data_dir=str(folder), classes=["a", "b", "c"], val_size=5).setup()
+    data = ImageDataModule(data_dir=str(folder), classes=["a", "b", "c", "d"], val_size=5)
+    data.setup()
+    assert data.mean == 0.0  # computed from its own (black) images, not MNIST's 0.1307
+
+
+def test_a_folders_images_must_have_the_configured_size(tmp_path: Path):
+    folder = _idx_folder(tmp_path / "d", np.zeros((20, 32, 32)), np.arange(20) % 10)
+    with pytest.raises(DataError, match=r"the train images are 32x32 pixels, not 28x28; set data.image_size"):
+        ImageDataModule(data_dir=str(folder), val_size=5).setup()
+
+
+def test_another_dataset_needs_its_own_folder(make_cfg):
+    with pytest.raises(ConfigError, match=r"data.data_dir=null is not allowed with data.download=FashionMNIST"):
+        build(make_cfg("data=fashion_mnist").data)

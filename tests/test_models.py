@@ -118,3 +118,21 @@ def test_channels_last_changes_the_memory_layout_not_the_logits():
     assert not nchw.net[3].weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.rand(4, 1, 28, 28)
     assert torch.allclose(nhwc(x), nchw(x), atol=1e-5)
+
+
+def test_a_network_gets_the_datas_class_count_and_one_with_the_wrong_outputs_is_refused():
+    optimizer = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
+    three = ImageClassifier(net={"_target_": "mnist_lab.models.networks.MLP"}, optimizer=optimizer, classes=list("abc"))
+    assert three.net[-1].out_features == 3 and three(torch.rand(2, 1, 28, 28)).shape == (2, 3)
+    fixed = {"_target_": "torch.nn.Sequential"}  # no num_classes: its outputs are what they are
+    with pytest.raises(ConfigError, match=r"model.net gives outputs of shape \(1, 28, 28\) .* the data has 3 classes"):
+        ImageClassifier(net=fixed, optimizer=optimizer, classes=list("abc"))
+
+
+def test_a_checkpoint_of_a_renamed_class_is_migrated():
+    from mnist_lab.migration import migrate
+
+    stored = {"model": {"_target_": "mnist_lab.models.classifier.DigitClassifier"}}
+    stored["data"] = {"_target_": "mnist_lab.data.datamodule.MNISTDataModule"}
+    assert build(migrate(stored)["data"]).classes == [str(d) for d in range(10)]
+    assert migrate(stored)["model"]["_target_"] == "mnist_lab.models.classifier.ImageClassifier"

@@ -105,3 +105,15 @@ def test_an_unexpected_failure_costs_only_its_own_input(network, mnist, tmp_path
     assert "ZeroDivisionError: a bug" in line
     [trace] = [r for r in caplog.records if r.name == reading.TRACEBACKS.name]
     assert trace.exc_info and trace.exc_info[0] is ZeroDivisionError
+
+
+def test_a_picture_is_read_whole_light_on_dark_and_fitted():
+    from mnist_lab.inference.preprocess import to_picture
+
+    page = np.full((40, 80), 250, np.uint8)  # a dark bar on a light, wide page
+    page[10:30, 10:70] = 10
+    seen = to_picture(page)
+    assert seen.shape == (28, 28) and seen.max() > 0.9  # the bar light, on dark
+    rows = seen.mean(1)
+    assert rows[:7].max() == 0 and rows[21:].max() == 0  # fitted by its width: 14 rows, centred
+    assert seen[14, 14] > 0.9 and seen[8, 14] < 0.1  # the bar inverted, the page around it dark

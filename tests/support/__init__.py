@@ -65,3 +65,31 @@ def compose_config(*overrides: str, config_name: str = "train", hydra_keys: bool
     """conf/<config_name>.yaml composed with ``overrides`` as a script sees it; ``hydra_keys``: also ``hydra.*``."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=hydra_keys)
+
+
+def write_idx(path: Path, array: Any) -> Path:
+    """A gzipped IDX file of a uint8 array (N,) labels or (N, H, W) images, as MNIST's files are made."""
+    import gzip
+
+    import numpy as np
+
+    data = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = 0x0800 | data.ndim  # 0x08: unsigned bytes
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in data.shape)
+    path.write_bytes(gzip.compress(header + data.tobytes()))
+    return path
+
+
+def doc_steps(page: Path) -> tuple[dict[str, str], list[str], list[tuple[str, str]]]:
+    """A docs page's steps: its files (code blocks whose first line is ``# <path>``), its commands (the lines
+    of its bash blocks) and its transcripts (text blocks of ``$ command`` and the line it prints)."""
+    files, commands, transcripts = {}, [], []
+    for language, body in re.findall(r"```(\w+)\n(.*?)```", page.read_text(), flags=re.S):
+        first, _, rest = body.partition("\n")
+        if language in ("python", "yaml") and first.startswith("# ") and ("/" in first or first.endswith(".py")):
+            files[first[2:].strip()] = rest
+        elif language == "bash":
+            commands += [line for line in body.splitlines() if line.startswith("python ")]
+        elif language == "text" and first.startswith("$ "):
+            transcripts.append((first[2:], rest.strip()))
+    return files, commands, transcripts
