@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_lab.errors import UserError
 from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.run import prepare
+from support import MODELS
 
 # Values no setting of that kind takes, by the kind of its default.
 WRONG = {
@@ -39,7 +40,7 @@ def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield f"{prefix}{key}", OmegaConf.to_object(value) if isinstance(value, DictConfig) else value
 
 
-@pytest.mark.parametrize("model", ["cnn", "deep_cnn", "logreg", "mlp"])
+@pytest.mark.parametrize("model", MODELS)
 def test_every_setting_of_the_wrong_kind_is_refused_in_one_line(make_cfg, model):
     base = make_cfg(f"model={model}")
     OmegaConf.resolve(base)

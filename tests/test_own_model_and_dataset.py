@@ -106,6 +106,20 @@ def shapes_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def served_classes_and_photo(ckpt: str, photo: Path) -> None:
+    """serve.py's API names the checkpoint's classes."""
+    pytest.importorskip("fastapi", reason='serve.py needs the serve extra: pip install -e ".[serve]"')
+    from fastapi.testclient import TestClient
+
+    from mnist_lab.inference.backends import load_network
+    from mnist_lab.serving.app import create_app
+
+    client = TestClient(create_app(load_network(ckpt), Path(ckpt), max_bytes=10**6, max_pixels=10**7, max_images=1))
+    assert client.get("/model").json()["classes"] == ["shirt", "shoe", "bag"]
+    [result] = client.post("/predict", files=[("images", (photo.name, photo.read_bytes()))]).json()["results"]
+    assert (result["class"], result["label"], len(result["probabilities"])) == ("bag", 2, 3)
+
+
 def computed_mean(folder: Path) -> float:
     """The training images' mean pixel, as the data module computes it (all but the validation split)."""
     data = ImageDataModule(data_dir=str(folder), classes=["a", "b", "c"], val_size=1000)
@@ -136,4 +150,5 @@ def test_the_own_dataset_page_trains_and_predicts_with_its_class_names(tmp_path,
     assert "test image 0: true shirt, predicted shirt" in predicted
     assert "test image 2: true bag, predicted bag" in predicted
     assert "photo.jpg: bag" in photo
+    served_classes_and_photo(json.loads((run / "result.json").read_text())["checkpoint"], tmp_path / "photo.jpg")
     assert "3 predictions differ" not in exported and "accuracy 100.00 %" in exported

@@ -19,7 +19,7 @@ from mnist_lab.sweeps.naming import run_dirname
 from mnist_lab.sweeps.summary import write_summary
 from mnist_lab.sweeps.swept_keys import missing_keys
 from mnist_lab.training.run_folder import RESULT
-from support import compose_config
+from support import MODELS, compose_config
 
 OPTUNA_TRIAL = [
     "model.net.dropout=0.47938081700940427",
@@ -55,7 +55,7 @@ def test_swept_keys_must_exist_in_the_models_config():
     assert missing_keys(multirun_config("model=logreg", "experiment=cnn_best")) == []
 
 
-@pytest.mark.parametrize("model", ["cnn", "deep_cnn", "logreg", "mlp"])
+@pytest.mark.parametrize("model", MODELS)
 def test_each_models_search_space_names_only_keys_it_has(model):
     pytest.importorskip("optuna", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
     from mnist_lab.sweeps.study import sweep_space
@@ -64,7 +64,7 @@ def test_each_models_search_space_names_only_keys_it_has(model):
     space, fixed = sweep_space(cfg, [])
     assert "model.optimizer.lr" in space and space["model.optimizer.lr"].log
     assert "trainer.max_epochs" not in space  # the pruner's budget, not a knob
-    assert ("model.net.dropout" in space) == (model in ("cnn", "deep_cnn"))
+    assert missing_keys(cfg, list(space)) == []
     assert fixed == {}
 
 

@@ -47,10 +47,10 @@ def titled(image: Image.Image, title: str) -> Image.Image:
     return framed
 
 
-def digit_grid(
+def image_grid(
     images: torch.Tensor, captions: Sequence[str], colors: Sequence[str] | None = None, ncols: int = 8
 ) -> Image.Image:
-    """Digits (N, 1, 28, 28) or (N, 28, 28) in [0, 1], dark on white, each with its caption below."""
+    """Images (N, 1, 28, 28) or (N, 28, 28) in [0, 1], dark on white, each with its caption below."""
     tiles = 1 - images.detach().float().cpu().reshape(-1, 1, SIDE, SIDE).clamp(0, 1)
     tiles = F.pad(F.interpolate(tiles, scale_factor=ZOOM), (0, 0, 0, CAPTION), value=1)
     if not len(tiles):
@@ -86,7 +86,7 @@ def misclassified_grid(
     """The first ``limit`` wrongly classified digits, captioned "true → predicted"."""
     every = torch.nonzero(preds != labels).flatten()
     wrong = every[:limit]
-    grid = digit_grid(images[wrong], [f"{_name(classes, labels[i])} → {_name(classes, preds[i])}" for i in wrong])
+    grid = image_grid(images[wrong], [f"{_name(classes, labels[i])} → {_name(classes, preds[i])}" for i in wrong])
     shown = f"the first {len(wrong)} of {len(every)}" if len(every) > len(wrong) else f"all {len(every)}"
     return titled(grid, f"Misclassified test digits, true → predicted ({shown})")
 
@@ -102,7 +102,7 @@ def predictions_grid(
     conf, preds = probs[:limit].max(dim=1)
     captions = [f"{_name(classes, p)} ({100 * float(c):.0f}%)" for p, c in zip(preds, conf)]
     colors = ["black" if p == y else "red" for p, y in zip(preds, labels[:limit])]
-    return titled(digit_grid(images[:limit], captions, colors), "Test digits: predicted (probability), mistakes red")
+    return titled(image_grid(images[:limit], captions, colors), "Test digits: predicted (probability), mistakes red")
 
 
 def confusion_matrix_image(matrix: torch.Tensor, cell: int = 44) -> Image.Image:

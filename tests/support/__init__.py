@@ -15,10 +15,11 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-__all__ = ["CONF", "ROOT", "compose_config", "run_script", "start_script", "start_server"]
+__all__ = ["CONF", "MODELS", "ROOT", "compose_config", "run_script", "start_script", "start_server"]
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the scripts and conf/
 CONF = ROOT / "conf"
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))  # every model=..., a user's added one too
 SUPPORT_PATH = str(Path(__file__).resolve().parent.parent)  # so that a script's config can name support.probes
 
 
