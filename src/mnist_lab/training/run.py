@@ -51,9 +51,11 @@ def data_facts(model: DictConfig, datamodule: ImageDataModule) -> dict[str, Any]
     return {key: value for key, value in facts.items() if model.get(key) is None}
 
 
-def prepare(cfg: DictConfig) -> tuple[ImageDataModule, ImageClassifier]:
-    """Check the settings, seed, and build the data and the model; nothing is read or trained yet."""
-    check(cfg)
+def prepare(cfg: DictConfig, checked: bool = False) -> tuple[ImageDataModule, ImageClassifier]:
+    """Check the settings (unless ``checked`` already), seed, and build the data and the model; nothing is read or
+    trained yet."""
+    if not checked:
+        check(cfg)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
@@ -81,13 +83,15 @@ def _test(
     return metrics
 
 
-def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+def train(
+    cfg: DictConfig, callbacks: Sequence[Callback] = (), checked: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, then test the best checkpoint, with the configured callbacks and ``callbacks``.
 
     Returns ``(metrics, objects)``: the run's metrics, and its cfg, datamodule, model, trainer,
     epochs and best checkpoint (None without one).
     """
-    datamodule, model = prepare(cfg)
+    datamodule, model = prepare(cfg, checked)
     trainer = build_trainer(cfg, extra_callbacks=callbacks)
     log_hparams(trainer, run_hparams(cfg))
     ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(Path(cfg.output_dir))
@@ -128,11 +132,12 @@ def run(cfg: DictConfig) -> Optional[float]:
         return done.get(objective)
     if rank_zero_only.rank != 0:  # a DDP worker re-launched by Lightning: rank 0 keeps the records
         return train(cfg)[0].get(objective)
-    if not in_sweep():  # refused alone, it leaves no record (command_line removes its folder); a sweep lists it
+    checked = not in_sweep()
+    if checked:  # refused alone, it leaves no record (command_line removes its folder); a sweep lists it
         check(cfg)
     record = RunRecord(run_dir, job_overrides(), resumed=resumed)
     try:
-        metrics, objects = train(cfg)
+        metrics, objects = train(cfg, checked=checked)
     except BaseException as err:
         status = record.fail(err)
         if status == "interrupted":
