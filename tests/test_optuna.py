@@ -21,7 +21,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from mnist_lab.errors import ConfigError  # noqa: E402
 from mnist_lab.sweeps.study import ask, counted, distribution, open_storage  # noqa: E402
-from support import run_script, start_script  # noqa: E402
+from support import postgres, run_script, start_script  # noqa: E402
 
 TINY = [
     "sweep=optuna",
@@ -106,9 +106,10 @@ def test_a_pruned_sweep_records_pruned_runs_and_draws_the_study(tmp_path: Path):
 
 
 def _kill_during_a_trial(sweep: subprocess.Popen, storage: Path) -> None:
-    """SIGKILL ``sweep`` while one of its trials is running (not between two): nobody tells the study."""
+    """SIGKILL ``sweep`` while one of its trials is running (given its parameters, not between two): nobody tells
+    the study."""
     deadline = time.monotonic() + 120
-    while not [t for t in study(storage).trials if t.state == optuna.trial.TrialState.RUNNING]:
+    while not [t for t in study(storage).trials if t.state == optuna.trial.TrialState.RUNNING and t.params]:
         assert time.monotonic() < deadline and sweep.poll() is None, "the sweep asked no more trials"
         time.sleep(0.2)
     sweep.send_signal(signal.SIGKILL)
@@ -316,6 +317,19 @@ def test_a_silent_trial_of_another_machine_is_asked_again_once_and_a_live_one_is
     assert counted(shared) == 3  # the first dead trial is replaced by its retry; the dead retry counts
 
 
+def test_a_dead_trial_that_never_got_its_parameters_is_replaced_not_retried(tmp_path: Path):
+    from mnist_lab.sweeps.study import HEARTBEAT_KEY, OWNER_KEY, retry_dead, to_ask
+
+    shared = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    trial = shared.ask()  # killed between ask and suggest
+    trial.set_user_attr(OWNER_KEY, "another-machine:4242")
+    trial.set_user_attr(HEARTBEAT_KEY, time.time() - 1000)
+    assert retry_dead(shared, grace_s=180) == 0
+    [dead] = shared.get_trials()
+    assert dead.state == TrialState.FAIL and dead.user_attrs["uncounted"] == "killed"
+    assert counted(shared) == 0 and to_ask(shared, 3) == 3  # a fresh trial is asked in its place
+
+
 def test_a_heartbeat_thread_stamps_its_trials_while_it_runs(tmp_path: Path):
     import time
 
@@ -366,3 +380,59 @@ def test_a_trial_left_by_a_dead_sweep_on_another_machine_is_retried_once_its_hea
     [retry] = [t for t in trials if t.user_attrs.get("retry_of") == left.number]
     assert retry.state == TrialState.COMPLETE and retry.params == left.params
     assert counted(study(storage, "logreg")) == 3 and not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def _trials_on(url: str, host: str, state: TrialState) -> list:
+    try:
+        trials = optuna.load_study(study_name="logreg", storage=open_storage(url)).trials
+    except KeyError:  # not created yet
+        return []
+    on_host = [t for t in trials if t.state == state and t.user_attrs.get("sweeper", "").startswith(f"{host}:")]
+    return [t for t in on_host if t.params]  # running: its run started
+
+
+def _trial_runs(*sweep_dirs: Path) -> dict[int, dict]:
+    """Each run's result.json by the trial it ran (its trial=N override)."""
+    runs = {}
+    for sweep_dir in sweep_dirs:
+        for overrides in sweep_dir.glob("*/.hydra/overrides.yaml"):
+            [number] = [int(o.split("=")[1]) for o in OmegaConf.load(overrides) if o.startswith("trial=")]
+            runs[number] = json.loads((overrides.parent.parent / "result.json").read_text())
+    return runs
+
+
+@pytest.mark.slow  # two sweep processes and a PostgreSQL server
+@pytest.mark.skipif(not postgres.can_run(), reason="needs root and PostgreSQL (apt-get install postgresql)")
+def test_two_machines_share_one_postgresql_study_and_one_killed_is_retried_by_the_other(tmp_path: Path):
+    pytest.importorskip("psycopg", reason='postgresql:// needs psycopg: pip install -e ".[optuna]"')
+    with postgres.postgres_server() as url:
+        args = [*TINY, "trainer.max_epochs=2", "hydra.sweeper.n_trials=6", f"hydra.sweeper.storage='{url}'"]
+        args += ["hydra.sweeper.heartbeat_s=1", "hydra.sweeper.grace_s=4"]
+        a = start_script("train.py", *args, f"hydra.sweep.dir={tmp_path / 'a'}", cwd=tmp_path, host="node-a")
+        b = start_script("train.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}", cwd=tmp_path, host="node-b")
+        deadline = time.monotonic() + 300
+        # node-a lost in the middle of a trial, after it finished one
+        while not (_trials_on(url, "node-a", TrialState.COMPLETE) and _trials_on(url, "node-a", TrialState.RUNNING)):
+            assert time.monotonic() < deadline and a.poll() is None, "node-a ran no trial"
+            time.sleep(0.2)
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        assert b.wait(timeout=600) == 0
+        trials = optuna.load_study(study_name="logreg", storage=open_storage(url)).trials
+        if any(t.state == TrialState.RUNNING for t in trials):  # node-b finished before the heartbeat went stale
+            again = start_script("train.py", *args, f"hydra.sweep.dir={tmp_path / 'b'}", cwd=tmp_path, host="node-b")
+            assert again.wait(timeout=600) == 0
+            trials = optuna.load_study(study_name="logreg", storage=open_storage(url)).trials
+    [killed] = [t for t in trials if t.user_attrs.get("uncounted") == "killed"]
+    assert killed.state == TrialState.FAIL and killed.user_attrs["sweeper"].startswith("node-a:")
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs["sweeper"].startswith("node-b:")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 6  # no trial asked twice
+    hosts = {t.user_attrs["sweeper"].split(":")[0] for t in complete}
+    assert hosts == {"node-a", "node-b"}  # both machines did trials
+    runs = _trial_runs(tmp_path / "a", tmp_path / "b")
+    for trial in complete:  # the summaries' runs and the study agree
+        assert runs[trial.number]["status"] == "ok" and runs[trial.number]["val_acc_best"] == pytest.approx(trial.value)

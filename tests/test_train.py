@@ -151,6 +151,27 @@ def test_ctrl_c_while_testing_marks_the_run_interrupted(make_cfg, monkeypatch):
     assert not list(tqdm._instances), "a progress bar was left open; tqdm would draw it again at exit"
 
 
+def test_a_run_resumed_with_no_epoch_left_reports_what_it_reached(make_cfg, monkeypatch):
+    """A trial retried after its process died while testing: its epochs are done, its best val_acc is not lost."""
+    cfg = make_cfg(*TINY, "model=logreg")
+    test_step = ImageClassifier.test_step
+    monkeypatch.setattr(ImageClassifier, "test_step", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            run(cfg)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    [best] = Path(cfg.output_dir, "checkpoints").glob("epoch*.ckpt")
+    reached = torch.load(best, weights_only=True)["callbacks"]
+    [score] = [v["best_model_score"] for k, v in reached.items() if k.startswith("ModelCheckpoint")]
+    monkeypatch.setattr(ImageClassifier, "test_step", test_step)
+    run(cfg)  # continues in its folder from last.ckpt: no epoch left, then tests
+    result = json.loads((Path(cfg.output_dir) / "result.json").read_text())
+    assert result["status"] == "ok" and result["val_acc_best"] == pytest.approx(float(score))
+    assert result["test_acc"] is not None
+
+
 def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):
     # decay 0.99 over 10 steps: the average is still close to the initial weights, far from the raw ones.
     cfg = make_cfg(*TINY, "model=mlp", "callbacks=ema", "callbacks.ema.decay=0.99")

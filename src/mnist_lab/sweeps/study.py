@@ -4,6 +4,7 @@ the runs' pruning callback (``sweeps.pruning``) use it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -103,6 +104,14 @@ def sweep_space(config: DictConfig, arguments: list[str]) -> tuple[dict[str, Bas
     return space, fixed
 
 
+@functools.lru_cache(maxsize=None)
+def _database(url: str) -> optuna.storages.RDBStorage:
+    """One storage, and so one connection pool, per database a process uses: the sweeper, its heartbeat thread
+    and every run it launches in-process open the study again and again, and PostgreSQL refuses clients past
+    max_connections (100 by default)."""
+    return optuna.storages.RDBStorage(url)
+
+
 def open_storage(storage: Any) -> Any:
     """A URL Optuna opens (``sqlite:///...``, ``postgresql://...``), a journal file's path, or a ``_target_``."""
     if isinstance(storage, (dict, DictConfig)):
@@ -110,7 +119,7 @@ def open_storage(storage: Any) -> Any:
     if str(storage).startswith("sqlite:///"):  # SQLite makes the file, not its folder
         Path(str(storage).removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if "://" in str(storage):
-        return str(storage)
+        return _database(str(storage))
     path = Path(str(storage))
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
@@ -222,7 +231,7 @@ def retry_dead(study: optuna.Study, grace_s: float) -> int:
             study.tell(trial.number, state=TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
             continue  # another sweep process told it first
-        if first_death:
+        if first_death and trial.params:  # without parameters it died before its run: a new trial replaces it
             study.enqueue_trial(trial.params, user_attrs={RETRY_KEY: trial.number})
             retried += 1
     return retried

@@ -83,6 +83,13 @@ def _test(
     return metrics
 
 
+def reached(model: ImageClassifier) -> dict[str, float]:
+    """The best validation accuracy so far, from the model's metric state (restored with a checkpoint): what a
+    run that resumed with no epoch left to train reports, as the run before it did."""
+    best = float(model.val_acc_best.max_value)
+    return {"val_acc_best": best} if math.isfinite(best) else {}
+
+
 def train(
     cfg: DictConfig, callbacks: Sequence[Callback] = (), checked: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,7 +106,7 @@ def train(
         log.info(f"Continuing from {ckpt_path}")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = {**reached(model), **{k: float(v) for k, v in trainer.callback_metrics.items()}}
         best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
         metrics.update(_test(cfg, trainer, model, datamodule, best))
     except BaseException:
