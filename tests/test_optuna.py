@@ -436,3 +436,35 @@ def test_two_machines_share_one_postgresql_study_and_one_killed_is_retried_by_th
     runs = _trial_runs(tmp_path / "a", tmp_path / "b")
     for trial in complete:  # the summaries' runs and the study agree
         assert runs[trial.number]["status"] == "ok" and runs[trial.number]["val_acc_best"] == pytest.approx(trial.value)
+
+
+@pytest.mark.slow  # a subprocess of train.py
+def test_a_conditional_space_searches_momentum_for_sgd_only_and_its_runs_are_named_and_summarised(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY, "trainer.max_epochs=1", "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep_dir}"]
+    args.append("hydra.sweeper.custom_search_space=mnist_lab.sweeps.spaces.optimizer_space")
+    result = run_script("train.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trials = study(sweep_dir / "optuna.journal").trials
+    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 6
+    for trial in trials:  # momentum exactly where the optimizer has it; the model's own space replaced
+        sgd = trial.params["model/optimizer"] == "sgd"
+        assert set(trial.params) == {"model/optimizer", "model.optimizer.lr"} | (
+            {"model.optimizer.momentum"} if sgd else set()
+        )
+    assert {t.params["model/optimizer"] for t in trials} == {"sgd", "adamw"}
+    runs = _trial_runs(sweep_dir)
+    for trial in trials:
+        [folder] = [
+            p.parent.parent
+            for p in sweep_dir.glob("*/.hydra/overrides.yaml")
+            if f"trial={trial.number}" in p.read_text()
+        ]
+        assert ("momentum=" in folder.name) == (trial.params["model/optimizer"] == "sgd")
+        assert runs[trial.number]["val_acc_best"] == pytest.approx(trial.value)
+    summary = (sweep_dir / "summary.md").read_text()
+    assert summary.count("| ok |") == 6 and summary.count("momentum=") == sum(
+        "model.optimizer.momentum" in t.params for t in trials
+    )
+    again = run_script("train.py", *args, cwd=tmp_path)  # resumed: nothing left to ask
+    assert again.returncode == 0 and len(study(sweep_dir / "optuna.journal").trials) == 6

@@ -40,6 +40,7 @@ class OptunaSweeper(Sweeper):
 
         sweeper = self.config.hydra.sweeper
         space, fixed = studies.sweep_space(self.config, arguments)
+        custom = studies.custom_space(sweeper)
         folds = studies.folds_of(self.config.data, fixed)
         pruner = "fold_pruner" if folds else "pruner"
         study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
@@ -50,7 +51,10 @@ class OptunaSweeper(Sweeper):
         job_idx = 0
         with Beat(lambda: studies.open_study(sweeper), lambda: [t.number for t in self.held], every_s):
             while (todo := min(sweeper.n_jobs, studies.to_ask(study, sweeper.n_trials))) > 0:
-                asked = (studies.ask(study, space, sweeper.sampler, sweeper.n_trials) for _ in range(todo))
+                asked = (
+                    studies.ask(study, space, sweeper.sampler, sweeper.n_trials, custom and (custom, self.config))
+                    for _ in range(todo)
+                )
                 self.held = [trial for trial in asked if trial]  # None: the study already holds n_trials
                 if not self.held:
                     break

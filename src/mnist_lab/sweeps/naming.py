@@ -6,8 +6,18 @@ import hashlib
 
 # Overrides that do not change what a run learns, left out of its folder name.
 # trial: the Optuna trial number, which a killed sweep's retry of the same parameters does not share.
-# logger: where a run is logged to does not change what it learns.
-NOT_IN_NAME = ("hydra.", "callbacks.", "trainer.limit_", "sweep", "launcher", "debug", "trial", "logger")
+# logger: where a run is logged to does not change what it learns; search_space: what a search explores.
+NOT_IN_NAME = (
+    "hydra.",
+    "callbacks.",
+    "trainer.limit_",
+    "sweep",
+    "launcher",
+    "debug",
+    "trial",
+    "logger",
+    "search_space",
+)
 MAX_NAME = 150  # characters; longer folder names are cut and end in a hash of the whole
 SHOWN_DIGITS = 4  # significant digits of a float in a folder name
 

@@ -12,13 +12,14 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException, InstantiationException
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -39,6 +40,7 @@ OWNER_KEY = "sweeper"  # a trial's user attribute: the sweep process (host:pid) 
 UNCOUNTED_KEY = "uncounted"
 HEARTBEAT_KEY = "heartbeat"  # a running trial's user attribute: the time (time.time()) it last showed it is alive
 RETRY_KEY = "retry_of"  # a trial's user attribute: the number of the dead trial whose parameters it runs again
+OVERRIDES_KEY = "overrides"  # a trial's user attribute: the overrides its custom_search_space returned
 LR_KEY = "model.optimizer.lr"  # what a model without a search_space is searched over
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
 
@@ -75,14 +77,34 @@ def search_space(params: dict[str, str]) -> tuple[dict[str, BaseDistribution], d
     return space, fixed
 
 
-def sweep_space(config: DictConfig, arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
-    """What a sweep searches and fixes: the model's ``search_space``, then ``hydra.sweeper.params``, then the
-    command line; when none of them searches anything, the learning rate a decade either side of the model's
-    (one line says so)."""
+CustomSpace = Callable[[DictConfig, optuna.Trial], Optional[dict[str, Any]]]
+
+
+def custom_space(sweeper: DictConfig) -> Optional[CustomSpace]:
+    """``hydra.sweeper.custom_search_space``: a function ``(cfg, trial) -> overrides or None`` that suggests what
+    the flat syntax cannot say (a key searched only under another's value), as in Hydra's Optuna sweeper."""
+    path = sweeper.get("custom_search_space")
+    if not path:
+        return None
+    try:
+        return get_method(path)
+    except Exception as err:  # noqa: BLE001 - Hydra says what it could not import
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"hydra.sweeper.custom_search_space={path} is not allowed: {reason}") from None
+
+
+def sweep_space(
+    config: DictConfig, arguments: list[str]
+) -> tuple[dict[str, BaseDistribution], dict[str, Optional[str]]]:
+    """What a sweep searches and fixes: the model's ``search_space`` (unless a custom_search_space replaces it),
+    then ``hydra.sweeper.params``, then the command line; when none of them (nor a custom space) searches
+    anything, the learning rate a decade either side of the model's (one line says so)."""
+    custom = config.hydra.sweeper.get("custom_search_space")
     params = {
-        **OmegaConf.to_container(config.get("search_space") or OmegaConf.create()),
+        # A custom_search_space replaces the model's: it says what to search itself.
+        **OmegaConf.to_container((not custom and config.get("search_space")) or OmegaConf.create()),
         **OmegaConf.to_container(config.hydra.sweeper.get("params") or OmegaConf.create()),
-        **dict(a.split("=", 1) for a in arguments),
+        **dict(a.split("=", 1) for a in arguments if "=" in a),
     }
     model = config.hydra.runtime.choices.get("model")
     missing = missing_keys(config, list(params))
@@ -92,7 +114,8 @@ def sweep_space(config: DictConfig, arguments: list[str]) -> tuple[dict[str, Bas
             "keys it has (in its search_space, hydra.sweeper.params or on the command line)."
         )
     space, fixed = search_space(params)
-    if not space:
+    fixed |= {a: None for a in arguments if "=" not in a}  # ~key: deleted in every run
+    if not space and not custom:
         lr = config.model.optimizer.lr
         low, high = f"{lr / 10:.3g}", f"{lr * 10:.3g}"
         space[LR_KEY] = FloatDistribution(float(low), float(high), log=True)
@@ -259,9 +282,14 @@ def _suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
 
 
 def ask(
-    study: optuna.Study, space: dict[str, BaseDistribution], sampler: DictConfig, n_trials: int
+    study: optuna.Study,
+    space: dict[str, BaseDistribution],
+    sampler: DictConfig,
+    n_trials: int,
+    custom: Optional[tuple[CustomSpace, DictConfig]] = None,
 ) -> Optional[optuna.Trial]:
-    """A new trial with its parameters, or None once the study holds ``n_trials``.
+    """A new trial with its parameters, or None once the study holds ``n_trials``; ``custom``: a
+    custom_search_space function and the config it is given, called after the flat space is suggested.
 
     A seeded sampler is seeded again for each trial, with its seed plus the trial's number:
     one sweep process repeats itself, and several on one study never propose the same stream.
@@ -277,12 +305,17 @@ def ask(
         study.sampler = build(sampler, seed=sampler.seed + trial.number)
     for key, dist in space.items():
         _suggest(trial, key, dist)
+    if custom is not None:
+        more = custom[0](custom[1], trial) or {}
+        trial.set_user_attr(OVERRIDES_KEY, {key: str(value) for key, value in more.items()})
     return trial
 
 
-def overrides(trial: optuna.Trial, fixed: dict[str, str]) -> list[str]:
-    """A trial's job overrides: its parameters, the fixed ones, and its number (for its pruning callback)."""
-    return [f"{key}={value}" for key, value in {**trial.params, **fixed}.items()] + [f"trial={trial.number}"]
+def overrides(trial: optuna.Trial, fixed: dict[str, Optional[str]]) -> list[str]:
+    """A trial's job overrides: its parameters, what its custom_search_space returned, the fixed ones, and its
+    number (for its pruning callback)."""
+    chosen = {**trial.params, **trial.user_attrs.get(OVERRIDES_KEY, {}), **fixed}
+    return [key if value is None else f"{key}={value}" for key, value in chosen.items()] + [f"trial={trial.number}"]
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:
@@ -301,7 +334,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:
         study.tell(trial, float(value))
 
 
-def fold_overrides(trial: optuna.Trial, fixed: dict[str, str], fold: int) -> list[str]:
+def fold_overrides(trial: optuna.Trial, fixed: dict[str, Optional[str]], fold: int) -> list[str]:
     """A trial's run of one fold: the sweeper, not the run, reports to the trial (after each fold)."""
     return [*overrides(trial, fixed), f"data.fold={fold}", "~callbacks.optuna_pruning"]
 
