@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -468,3 +469,44 @@ def test_a_conditional_space_searches_momentum_for_sgd_only_and_its_runs_are_nam
     )
     again = run_script("train.py", *args, cwd=tmp_path)  # resumed: nothing left to ask
     assert again.returncode == 0 and len(study(sweep_dir / "optuna.journal").trials) == 6
+
+
+@pytest.mark.slow  # a subprocess of train.py
+def test_a_search_of_accuracy_against_size_lists_its_pareto_front_first_and_draws_it(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY, "model=mlp", "trainer.max_epochs=1", "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep_dir}"]
+    args += ["hydra.sweeper.direction=[maximize,minimize]", "hydra.sweeper.objectives=[val_acc_best,parameters]"]
+    result = run_script("train.py", *args, "model.net.hidden=choice(4,16,64)", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Pruning is off: Optuna cannot prune a study of several objectives" in result.stdout
+    tried = study(sweep_dir / "optuna.journal", "mlp")
+    assert len(tried.directions) == 2 and all(t.state == TrialState.COMPLETE for t in tried.trials)
+    assert not any(t.intermediate_values for t in tried.trials)  # the runs did not report to the trials
+    runs = _trial_runs(sweep_dir)
+    for trial in tried.trials:  # what each run reports is what its trial was told
+        assert trial.values == pytest.approx([runs[trial.number]["val_acc_best"], runs[trial.number]["parameters"]])
+        assert runs[trial.number]["parameters"] == 784 * (h := trial.params["model.net.hidden"]) + h + 10 * h + 10
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").open()))
+    front = [r["run"] for r in rows if r["pareto"] == "yes"]
+    assert front and rows[: len(front)] == [r for r in rows if r["pareto"] == "yes"]  # the front first
+    optimal = {runs[t.number]["checkpoint"].split("/checkpoints/")[0].rsplit("/", 1)[-1] for t in tried.best_trials}
+    assert set(front) == optimal
+    assert (sweep_dir / "summary.md").read_text().startswith(f"Pareto front: {len(front)} of 6 runs")
+    results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert sorted(t.trial for t in results.pareto_front) == sorted(t.number for t in tried.best_trials)
+    assert (sweep_dir / "optuna_pareto_front.png").stat().st_size and (sweep_dir / "summary.png").stat().st_size
+
+
+def test_objectives_are_one_per_direction_and_a_fold_search_takes_one(tmp_path: Path):
+    from mnist_lab.sweeps.study import objectives, several_objectives
+
+    sweeper = OmegaConf.create({"direction": ["maximize", "minimize"], "objectives": ["val_acc_best"]})
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.direction gives 2 direction\(s\)"):
+        objectives(sweeper, "val_acc_best")
+    sweeper.objectives = ["val_acc_best", "size"]
+    with pytest.raises(ConfigError, match=r"objectives are val_acc_best, test_acc, test_loss, parameters, ms_per"):
+        objectives(sweeper, "val_acc_best")
+    sweeper.objectives = ["val_acc_best", "ms_per_image"]
+    assert objectives(sweeper, "val_acc_best") == ["val_acc_best", "ms_per_image"]
+    with pytest.raises(ConfigError, match=r"data.folds=3 is not allowed with several objectives"):
+        several_objectives(sweeper, 3, {})

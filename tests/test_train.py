@@ -248,3 +248,13 @@ def test_model_compile_compiles_the_network_for_training_only(make_cfg):
     metrics, objects = train(cfg)
     assert objects["model"].net._compiled_call_impl is not None and metrics["test_acc"] > 0.5
     assert load_classifier(objects["checkpoint"]).net._compiled_call_impl is None  # eval.py answers at once
+
+
+def test_a_run_reports_its_size_and_when_asked_its_inference_time(make_cfg):
+    from mnist_lab.training.run import measures
+
+    _, objects = train(make_cfg(*TINY, "model=logreg"))
+    plain = measures(objects["model"], objects["datamodule"])
+    assert plain == {"parameters": 7850}
+    timed = measures(objects["model"], objects["datamodule"], wanted=["ms_per_image"])
+    assert 0 < timed["ms_per_image"] < 5 and timed["parameters"] == 7850

@@ -261,3 +261,23 @@ def objective_plot(
     fig.suptitle(title or f"{name} against each swept parameter")
     fig.tight_layout()
     return fig
+
+
+def pareto_plot(
+    points: Sequence[tuple[float, float]], front: Sequence[bool], names: Sequence[str], title: str
+) -> Figure:
+    """Each finished run at its two objectives, the Pareto-optimal ones filled and joined by their front."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    inner = [p for p, best in zip(points, front) if best]
+    other = [p for p, best in zip(points, front) if not best]
+    if other:
+        ax.scatter(*zip(*other), facecolors="none", edgecolors="grey", label="dominated")
+    if inner:
+        ax.plot(*zip(*sorted(inner)), "o-", color="tab:blue", label="Pareto front")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

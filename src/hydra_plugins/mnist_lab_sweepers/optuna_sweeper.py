@@ -42,7 +42,10 @@ class OptunaSweeper(Sweeper):
         space, fixed = studies.sweep_space(self.config, arguments)
         custom = studies.custom_space(sweeper)
         folds = studies.folds_of(self.config.data, fixed)
+        self.names = studies.objectives(sweeper, self.config.optimized_metric)
         pruner = "fold_pruner" if folds else "pruner"
+        if len(self.names) > 1:
+            pruner = studies.several_objectives(sweeper, folds, fixed)
         study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
         studies.claim_space(study, space)
         every_s, self.grace_s = studies.heartbeat_times(sweeper)
@@ -63,7 +66,7 @@ class OptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(studies.results(study)), sweep_dir / "optimization_results.yaml")
-        studies.write_plots(study, sweep_dir)
+        studies.write_plots(study, sweep_dir, self.names)
 
     def _retry_dead(self, study: Any, first: bool = False) -> None:
         """Ask again the trials that dead sweep processes, here or on other machines, left running."""
@@ -85,7 +88,7 @@ class OptunaSweeper(Sweeper):
             return self._launch_folds(study, self.held, fixed, folds, job_idx)
         jobs = self.launcher.launch([studies.overrides(t, fixed) for t in self.held], initial_job_idx=job_idx)
         for trial, job in zip(self.held, jobs):
-            studies.tell(study, trial, job)
+            studies.tell(study, trial, job, self.names)
         return job_idx + len(jobs)
 
     def _launch_folds(self, study: Any, trials: list, fixed: dict[str, str], folds: int, job_idx: int) -> int:

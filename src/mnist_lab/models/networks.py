@@ -93,7 +93,7 @@ class MLP(nn.Sequential):
 
     def __init__(
         self,
-        hidden: Sequence[PositiveInt] = (10,),
+        hidden: PositiveInt | Sequence[PositiveInt] = (10,),  # a number: one layer that wide
         activation: Literal[tuple(ACTIVATIONS)] = "sigmoid",  # type: ignore[valid-type]
         dropout: Dropout = 0.0,
         num_classes: PositiveInt = CLASSES,
@@ -101,7 +101,7 @@ class MLP(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
         width = image_size * image_size
-        for size in hidden:
+        for size in [hidden] if isinstance(hidden, int) else hidden:
             layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
             if dropout:
                 layers.append(nn.Dropout(dropout))

@@ -29,7 +29,7 @@ from mnist_lab.errors import ConfigError
 from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
 from mnist_lab.sweeps.swept_keys import missing_keys
-from mnist_lab.training.run_folder import read_result
+from mnist_lab.training.run_folder import MEASURES, RESULTS, read_result
 from mnist_lab.validation import check_arguments
 
 log = get_logger(__name__)
@@ -157,6 +157,47 @@ def build_part(sweeper: DictConfig, part: str) -> Any:
         raise ConfigError(f"hydra.sweeper.{part}._target_={sweeper[part]._target_} is not allowed: {reason}") from None
 
 
+def directions(sweeper: DictConfig) -> list[str]:
+    """``hydra.sweeper.direction``: one (``maximize``) or a list, one per objective."""
+    given = sweeper.direction
+    return [str(given)] if isinstance(given, str) else [str(d) for d in given]
+
+
+def objectives(sweeper: DictConfig, optimized_metric: str) -> list[str]:
+    """What a search optimises: ``hydra.sweeper.objectives`` (a result.json key each, one per direction), or the
+    run's ``optimized_metric``; refused in one line when they do not fit."""
+    names = list(sweeper.get("objectives") or [optimized_metric])
+    wanted = directions(sweeper)
+    known = (*RESULTS, *MEASURES)
+    if len(names) != len(wanted):
+        raise ConfigError(
+            f"hydra.sweeper.objectives={names} is not allowed: hydra.sweeper.direction gives {len(wanted)} "
+            f"direction(s), {wanted}; name one objective per direction, from {', '.join(known)}."
+        )
+    unknown = [n for n in names if n not in known]
+    if unknown or any(d not in ("maximize", "minimize") for d in wanted):
+        raise ConfigError(
+            f"hydra.sweeper.objectives={names}, direction={wanted} is not allowed: objectives are "
+            f"{', '.join(known)}; directions maximize or minimize."
+        )
+    return names
+
+
+def several_objectives(sweeper: DictConfig, folds: Optional[int], fixed: dict[str, Optional[str]]) -> str:
+    """A search of several objectives runs without pruning (Optuna prunes one objective only; one line says so
+    when a pruner is set) and its runs without the pruning callback; fold searches are refused. Returns the
+    pruner setting to open the study with (none)."""
+    if folds:
+        raise ConfigError(
+            f"data.folds={folds} is not allowed with several objectives: a fold search tells one mean; "
+            "search the folds with one objective, or drop data.folds."
+        )
+    if sweeper.get("pruner") and sweeper.pruner.get("_target_") != "optuna.pruners.NopPruner":
+        log.info("Pruning is off: Optuna cannot prune a study of several objectives; each trial trains all its epochs.")
+    fixed["~callbacks.optuna_pruning"] = None
+    return "no_pruner"
+
+
 def open_study(sweeper: DictConfig, sampler: Any = None, pruner: str = "pruner") -> optuna.Study:
     """The study that ``sweeper`` (``hydra.sweeper``) names, created on first use, with its ``pruner``
     (``fold_pruner`` when a trial's steps are its folds)."""
@@ -167,7 +208,7 @@ def open_study(sweeper: DictConfig, sampler: Any = None, pruner: str = "pruner")
             storage=open_storage(sweeper.storage),
             sampler=sampler,
             pruner=build_part(sweeper, pruner) if sweeper.get(pruner) else optuna.pruners.NopPruner(),
-            direction=sweeper.direction,
+            directions=directions(sweeper),
             load_if_exists=True,
         )
     except ConfigError:
@@ -318,20 +359,22 @@ def overrides(trial: optuna.Trial, fixed: dict[str, Optional[str]]) -> list[str]
     return [key if value is None else f"{key}={value}" for key, value in chosen.items()] + [f"trial={trial.number}"]
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:
-    """Tell the study how the trial's run ended, from its result.json: its objective, pruned, or failed.
+def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn, names: Optional[list[str]] = None) -> None:
+    """Tell the study how the trial's run ended, from its result.json: its objective (``names``: several, from
+    the record), pruned, or failed.
 
     A run of a sweep returns NaN when it is pruned or fails (train.py's other runs go on), so its
     record says which.
     """
     result = read_result(Path(job.hydra_cfg.hydra.runtime.output_dir))
     value = job.return_value if job.status == JobStatus.COMPLETED else None
+    values = [value] if not names or len(names) == 1 else [result.get(n) for n in names]
     if result.get("status") == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
-    elif value is None or value != value:
+    elif job.status != JobStatus.COMPLETED or any(v is None or v != v for v in values):
         study.tell(trial, state=TrialState.FAIL)
     else:
-        study.tell(trial, float(value))
+        study.tell(trial, [float(v) for v in values] if len(values) > 1 else float(values[0]))
 
 
 def fold_overrides(trial: optuna.Trial, fixed: dict[str, Optional[str]], fold: int) -> list[str]:
@@ -387,7 +430,7 @@ def _integer_x(ax: Any) -> None:
         ax.set_xlim(middle - 0.5, middle + 0.5)
 
 
-def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
+def write_plots(study: optuna.Study, sweep_dir: Path, names: Optional[list[str]] = None) -> list[Path]:
     """Optuna's own plots of the study as PNG files in ``sweep_dir``; one it cannot draw yet is skipped."""
     import matplotlib
     import matplotlib.pyplot as plt
@@ -397,12 +440,14 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
     if not finished:
         return []
     written = []
-    for name, plot in PLOTS.items():
+    several = len(study.directions) > 1  # Optuna's other plots want one target; the front is the result
+    plots = {"optuna_pareto_front.png": "plot_pareto_front"} if several else PLOTS
+    for name, plot in plots.items():
         try:
             # Optuna switches matplotlib to its ggplot style for good; the context puts it back.
             with warnings.catch_warnings(), matplotlib.rc_context():
                 warnings.simplefilter("ignore")  # "experimental", and no legend where there is one kind of trial
-                axes = getattr(optuna_plots, plot)(study)
+                axes = getattr(optuna_plots, plot)(study, **({"target_names": names} if several else {}))
         except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. importances of fewer than two finished trials
             continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
@@ -421,7 +466,10 @@ def results(study: optuna.Study) -> dict[str, Any]:
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
     summary: dict[str, Any] = {"study": study.study_name, "trials": {s: states.count(s) for s in sorted(set(states))}}
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if finished:
+    if finished and len(study.directions) > 1:  # no one best: the Pareto front
+        front = [{"trial": t.number, "values": t.values, "params": t.params} for t in study.best_trials]
+        summary.update(pareto_front=sorted(front, key=lambda t: t["trial"]))
+    elif finished:
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
     return json.loads(json.dumps(summary, default=str))

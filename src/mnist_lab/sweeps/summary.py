@@ -35,12 +35,62 @@ SETTING_COLUMNS = (
 )
 
 
-def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+def collect(sweep_dir: Path, more: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Each run's row: the COLUMNS and the keys ``more`` of its result.json."""
     rows = []
     for path in sorted(Path(sweep_dir).glob(f"*/{RESULT}")):
         result = json.loads(path.read_text())
-        rows.append({"run": path.parent.name, **{k: result.get(k) for k in COLUMNS if k != "run"}})
+        rows.append({"run": path.parent.name, **{k: result.get(k) for k in (*COLUMNS, *more) if k != "run"}})
     return rows
+
+
+def pareto(rows: list[dict[str, Any]], goals: list[tuple[str, str]]) -> list[bool]:
+    """Whether each row is Pareto-optimal among the finished runs for ``goals`` ((key, maximize|minimize), ...):
+    no other run is as good in every goal and better in one."""
+    signs = [1 if direction == "maximize" else -1 for _, direction in goals]
+    points = [
+        None
+        if any(_finished_value(r, key) is None for key, _ in goals)
+        else [s * r[k] for s, (k, _) in zip(signs, goals)]
+        for r in rows
+    ]
+
+    def dominated(p: list[float]) -> bool:
+        return any(q is not None and q != p and all(a >= b for a, b in zip(q, p)) for q in points)
+
+    return [p is not None and not dominated(p) for p in points]
+
+
+def write_pareto_summary(sweep_dir: Path, goals: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """summary.csv, summary.md and summary.png of a search of several objectives: the Pareto-optimal runs
+    first (``pareto`` yes), then the others, each by its first objective."""
+    sweep_dir, names = Path(sweep_dir), [key for key, _ in goals]
+    rows = collect(sweep_dir, names)
+    for row, best in zip(rows, pareto(rows, goals)):
+        row["pareto"] = "yes" if best else ""
+    first, direction = goals[0]
+    rows.sort(key=lambda r: (not r["pareto"], _key(r, first) if direction == "maximize" else _key_min(r, first)))
+    if not rows:
+        return rows
+    columns = ("run", "pareto", "status", *dict.fromkeys([*names, "test_acc"]), "epochs", "wall_s", "error")
+    _write_csv(sweep_dir / "summary.csv", (*columns, "overrides", "checkpoint"),
+               [{**r, "overrides": " ".join(r["overrides"] or [])} for r in rows])  # fmt: skip
+    front = [r for r in rows if r["pareto"]]
+    head = [f"Pareto front: {len(front)} of {len(rows)} runs, " + ", ".join(f"{k} ({d})" for k, d in goals), ""]
+    (sweep_dir / "summary.md").write_text("\n".join(head + _table(columns, rows)) + "\n")
+    drawn = [r for r in rows if all(_finished_value(r, k) is not None for k in names[:2])]
+    if len(names) >= 2 and drawn:
+        points = [(r[names[0]], r[names[1]]) for r in drawn]
+        title = f"{sweep_dir.name}: {len(front)} of {len(rows)} runs on the Pareto front"
+        figures.save(
+            figures.pareto_plot(points, [bool(r["pareto"]) for r in drawn], names, title), sweep_dir / "summary.png"
+        )
+    return rows
+
+
+def _key_min(row: dict, objective: str) -> tuple:
+    value = _finished_value(row, objective)
+    return (value is None, value if value is not None else 0)
 
 
 def _finished_value(row: dict, key: str) -> Optional[float]:
@@ -215,6 +265,10 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        names = list(config.hydra.sweeper.get("objectives") or [])
+        if len(names) > 1:
+            self._several(sweep_dir, list(zip(names, config.hydra.sweeper.direction)))
+            return
         searched = config.hydra.sweeper.get("params") or {}
         rows = write_summary(sweep_dir, self.objective, [k for k, v in searched.items() if "tag(log" in str(v)])
         if not rows:
@@ -239,8 +293,20 @@ class SweepSummary(Callback):
         stopped = [g for g in grouped if g["status"].startswith("pruned after")]
         if stopped:
             log.info(f"{len(stopped)} of {len(grouped)} settings pruned between folds (not failures).")
-        failed = [r for r in rows if r["status"] not in DONE]
-        if failed:
-            raise SystemExit(
-                f"{len(failed)} of {len(rows)} runs failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed)
-            )
+        _fail_if_any_failed(rows)
+
+    def _several(self, sweep_dir: Path, goals: list[tuple[str, str]]) -> None:
+        rows = write_pareto_summary(sweep_dir, goals)
+        if not rows:
+            return
+        log.info(f"\nSweep summary ({len(rows)} runs): {sweep_dir / 'summary.md'}")
+        log.info((sweep_dir / "summary.md").read_text())
+        _fail_if_any_failed(rows)
+
+
+def _fail_if_any_failed(rows: list[dict[str, Any]]) -> None:
+    failed = [r for r in rows if r["status"] not in DONE]
+    if failed:
+        raise SystemExit(
+            f"{len(failed)} of {len(rows)} runs failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed)
+        )

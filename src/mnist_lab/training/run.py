@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.building import build
 from mnist_lab.data.datamodule import ImageDataModule
+from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import ConfigError
 from mnist_lab.hardware import gpu_for_job
 from mnist_lab.hydra_job import in_sweep, job_overrides, parallel_job
@@ -35,6 +37,8 @@ from mnist_lab.training.settings import validate_run
 from mnist_lab.training.wandb_mode import finish_wandb
 
 log = get_logger(__name__)
+
+TIMED_IMAGES = 1000  # images a run's inference speed is timed on (ms_per_image)
 
 
 def check(cfg: DictConfig) -> None:
@@ -117,6 +121,38 @@ def train(
     return metrics, {**objects, "epochs": trainer.current_epoch, "checkpoint": best}
 
 
+def sweep_objectives() -> list[str]:
+    """What the running search optimises (``hydra.sweeper.objectives``); nothing outside a search."""
+    sweeper = HydraConfig.get().sweeper if HydraConfig.initialized() else {}
+    return list(sweeper.get("objectives") or [])
+
+
+@torch.inference_mode()
+def inference_ms(model: ImageClassifier, images: torch.Tensor, repeats: int = 3) -> float:
+    """Milliseconds per image of the trained model on its device, over ``images`` in one batch (best of
+    ``repeats``, after a warm-up)."""
+    model.eval()
+    x = to_unit(images.to(model.device).unsqueeze(1))
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        model(x)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times[1:]) / len(x)
+
+
+def measures(model: ImageClassifier, datamodule: ImageDataModule, wanted: Sequence[str] = ()) -> dict[str, float]:
+    """The network's parameter count, and, if ``wanted``, its inference milliseconds per image (on up to
+    TIMED_IMAGES of the test or validation images)."""
+    found: dict[str, float] = {"parameters": sum(p.numel() for p in model.net.parameters())}
+    images = datamodule.test_set or datamodule.val_set
+    if "ms_per_image" in wanted and images is not None:
+        found["ms_per_image"] = inference_ms(model, images.images[:TIMED_IMAGES])
+    return found
+
+
 def run(cfg: DictConfig) -> Optional[float]:
     """train() for one run of train.py: skips a finished run, records result.json, returns the objective.
 
@@ -158,5 +194,6 @@ def run(cfg: DictConfig) -> Optional[float]:
             log.error("Run %s failed: %s", run_dir.name, f"{type(err).__name__}: {err}")
             return math.nan
         raise
+    metrics |= measures(objects["model"], objects["datamodule"], wanted=sweep_objectives())
     record.finish(metrics, objects["epochs"], objects["checkpoint"])
     return metrics.get(objective)

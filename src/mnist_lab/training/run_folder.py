@@ -22,6 +22,9 @@ RESULT = "result.json"
 PRUNED_AT = "pruned_at_epoch"  # what a pruned run logs (TensorBoard's HPARAMS tab shows it)
 DONE = ("ok", "pruned")  # statuses of a run that is not run again when its sweep is
 RESULTS = ("val_acc_best", "test_acc", "test_loss")  # what a finished run reports (and TensorBoard's HPARAMS tab shows)
+# What else a finished run reports, for a search of several objectives: its network's size, and its speed
+# (measured only when a search asks for it).
+MEASURES = ("parameters", "ms_per_image")
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -64,7 +67,10 @@ class RunRecord:
         write_json(self.path, {**self.record, "status": status, "wall_s": time.perf_counter() - self.started, **fields})
 
     def finish(self, metrics: dict[str, float], epochs: int, checkpoint: Optional[str]) -> None:
-        self._write("ok", **{key: metrics.get(key) for key in RESULTS}, epochs=epochs, checkpoint=checkpoint)
+        measured = {key: metrics[key] for key in MEASURES if key in metrics}
+        self._write(
+            "ok", **{key: metrics.get(key) for key in RESULTS}, **measured, epochs=epochs, checkpoint=checkpoint
+        )
 
     def fail(self, err: BaseException) -> str:
         """Record ``err`` (call inside its ``except``) and return the status: interrupted, pruned or failed."""
