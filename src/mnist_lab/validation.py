@@ -87,9 +87,13 @@ def _located(values: Any, loc: tuple) -> tuple[str, Any]:
             path, value = f"{path}.{part}".lstrip("."), value[part]
         elif isinstance(value, list) and isinstance(part, int) and part < len(value):
             path, value = f"{path}[{part}]", value[part]
-        else:
+        elif not isinstance(part, str):  # a string here names a union's member: look past it
             break
     return path, value
+
+
+def _depth(path: str) -> int:
+    return path.count(".") + path.count("[")
 
 
 def nearest(key: str, known: Iterable[str]) -> str:
@@ -118,7 +122,9 @@ def validate(schema: Any, values: Mapping[str, Any], where: str = "") -> None:
         _adapter(schema).validate_json(json.dumps(values, default=_plain))
     except ValidationError as err:
         errors = [e for e in err.errors() if e["type"] != "needs_python_object"] or err.errors()
-        path, value = _located(values, errors[0]["loc"])
+        # Where a union's members disagree (a number or a list of them), the error deepest in the value
+        # names the bad item: hidden[0]=abc, not hidden=['abc'].
+        path, value = max((_located(values, e["loc"]) for e in errors), key=lambda found: _depth(found[0]))
         same = [e for e in errors if _located(values, e["loc"])[0] == path]
         key = ".".join(filter(None, (where, path)))
         raise ConfigError(f"{key}={value} is not allowed: {_reason(same, schema, key)}.") from None

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -204,6 +205,8 @@ def create_app(
                               include_in_schema=False)  # fmt: skip
     # Requests, errors (by status class) and latency per route; a worker process each (serve.py sets
     # PROMETHEUS_MULTIPROC_DIR for several, so that any worker answers for all).
-    Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
+    # Its own registry: metrics of this app only, also where one process builds several (the tests).
+    instrumentator = Instrumentator(excluded_handlers=["/metrics"], registry=CollectorRegistry())
+    instrumentator.instrument(app).expose(app, include_in_schema=False)
     app.mount("/", StaticFiles(directory=str(PAGE), html=True), name="page")
     return app
