@@ -301,12 +301,19 @@ def _idx_folder(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
 
 
 def test_a_folders_labels_must_each_name_a_class(tmp_path: Path):
-    folder = _idx_folder(tmp_path / "d", np.zeros((20, 28, 28)), np.arange(20) % 4)
+    images = np.tile(np.arange(28 * 28) % 256, (20, 1)).reshape(20, 28, 28)  # pixel mean 127.2 (0.4988)
+    folder = _idx_folder(tmp_path / "d", images, np.arange(20) % 4)
     with pytest.raises(DataError, match=r"labels go up to 3, but data.classes names 3 classes"):
         ImageDataModule(data_dir=str(folder), classes=["a", "b", "c"], val_size=5).setup()
     data = ImageDataModule(data_dir=str(folder), classes=["a", "b", "c", "d"], val_size=5)
     data.setup()
-    assert data.mean == 0.0  # computed from its own (black) images, not MNIST's 0.1307
+    assert data.mean == pytest.approx(images.mean() / 255, abs=1e-4)  # its own images', not MNIST's 0.1307
+
+
+def test_a_folder_of_blank_images_is_refused_before_training(tmp_path: Path):
+    folder = _idx_folder(tmp_path / "d", np.zeros((20, 28, 28)), np.arange(20) % 10)
+    with pytest.raises(DataError, match=r"every training pixel is 0 \(std 0\): there is nothing to learn from"):
+        ImageDataModule(data_dir=str(folder), val_size=5).setup()
 
 
 def test_a_folders_images_must_have_the_configured_size(tmp_path: Path):

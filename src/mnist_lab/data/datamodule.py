@@ -149,6 +149,12 @@ class ImageDataModule(L.LightningDataModule):
             pixels = to_unit(images.flatten())
             self.mean = round(float(pixels.mean()), 4) if self.mean is None else self.mean
             self.std = round(float(pixels.std()), 4) if self.std is None else self.std
+            if self.std == 0:  # normalising would divide by zero: every loss NaN, the run stopped at step 0
+                where = self.train_csv or self.data_dir
+                raise DataError(
+                    f"{where}: every training pixel is {self.mean:g} (std 0): there is nothing to learn from; "
+                    "check the files, or set data.std if the images are meant to be this way."
+                )
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is not None or self.test_set is not None:
