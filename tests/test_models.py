@@ -29,6 +29,13 @@ def test_networks_have_the_tutorial_sizes_and_give_ten_logits(net, params):
     assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
+@pytest.mark.parametrize("network", [CNN, DeepCNN, LogReg, MLP])
+@pytest.mark.parametrize("size", [13, 32, 64])
+def test_every_network_reads_images_of_its_data_size(network, size):
+    net = network(num_classes=3, image_size=size)
+    assert net(torch.randn(2, 1, size, size)).shape == (2, 3)
+
+
 def test_tutorial_init_uses_truncated_normal_and_constant_bias():
     net = CNN(tutorial_init=True)
     weights = torch.cat([m.weight.flatten() for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])

@@ -1,4 +1,4 @@
-"""The four networks. Each takes (B, 1, 28, 28) normalised images and returns (B, num_classes) logits.
+"""The four networks. Each takes (B, 1, image_size, image_size) normalised images and returns (B, num_classes) logits.
 
 ``num_classes`` (torchvision's name) and ``image_size`` are filled in from the data by the classifier
 (``models.classifier.DATA_ARGUMENTS``), so a network's config never repeats them.
@@ -61,10 +61,15 @@ class DeepCNN(nn.Sequential):
     """
 
     def __init__(
-        self, dropout: Dropout = 0.4, width: Annotated[float, Field(gt=0)] = 1.0, num_classes: PositiveInt = CLASSES
+        self,
+        dropout: Dropout = 0.4,
+        width: Annotated[float, Field(gt=0)] = 1.0,  # multiplies every layer's channels
+        num_classes: PositiveInt = CLASSES,
+        image_size: Annotated[int, Field(ge=13)] = SIDE,  # the least that leaves the last convolution a pixel
     ) -> None:
-        # width multiplies every layer's channels
         a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
+        # The last convolution spans what the others leave (4x4 of 28x28): one 128-vector per image.
+        last = ((image_size - 4 - 1) // 2 + 1 - 4 - 1) // 2 + 1
         super().__init__(
             *_conv_bn(1, a, 3),
             *_conv_bn(a, a, 3),
@@ -74,7 +79,7 @@ class DeepCNN(nn.Sequential):
             *_conv_bn(b, b, 3),
             *_conv_bn(b, b, 5, stride=2, padding=2),
             nn.Dropout(dropout),
-            *_conv_bn(b, c, 4),
+            *_conv_bn(b, c, last),
             nn.Flatten(),
             nn.Dropout(dropout),
             nn.Linear(c, num_classes),
