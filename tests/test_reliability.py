@@ -170,3 +170,15 @@ def test_config_errors_stop_before_any_work(tmp_path: Path, override, message):
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
     assert "Seed set" not in proc.stdout + proc.stderr and "parameters" not in proc.stdout  # refused first
     assert not (tmp_path / "outputs").exists()  # no run folder left behind
+
+
+@pytest.mark.slow  # a subprocess of eval.py
+def test_eval_names_the_data_to_choose_before_changing_its_settings(tmp_path: Path):
+    """eval.py tests on the checkpoint's data (data: null): data.<key> alone has nothing to change."""
+    proc = run_script("eval.py", "ckpt_path=any.ckpt", "data.eval_batch_size=2048", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: data.eval_batch_size=2048: no data config is chosen here, so it has no settings to change; "
+        "choose one first: data=<csv|fashion_mnist|kmnist|mnist> data.eval_batch_size=2048"
+    )
+    assert not (tmp_path / "outputs").exists()

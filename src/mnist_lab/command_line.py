@@ -105,7 +105,7 @@ def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     return wrapper
 
 
-def unknown_key(err: CompactHydraException) -> str | None:
+def unknown_key(err: CompactHydraException, conf_dir: Path) -> str | None:
     """Hydra's refusal of ``key=value`` for a key not in the config, as one line naming the nearest real key.
 
     Hydra suggests ``+key=value``, which for a typo (trainer.max_epoch) only adds a key that nothing reads.
@@ -114,13 +114,19 @@ def unknown_key(err: CompactHydraException) -> str | None:
     if not (override and isinstance(cause, OmegaConfBaseException) and isinstance(cause.parent_node, DictConfig)):
         return None
     parent, key = cause.parent_node, str(cause.full_key)
+    if (conf_dir / key).is_dir():  # a group left out (eval.py's data: null, the checkpoint's data instead)
+        choices = "|".join(sorted(path.stem for path in (conf_dir / key).glob("*.yaml")))
+        return (
+            f"error: {override[1]}: no {key} config is chosen here, so it has no settings to change; "
+            f"choose one first: {key}=<{choices}> {override[1]}"
+        )
     takes = getattr(signature_schema(parent["_target_"]), "__annotations__", {}) if "_target_" in parent else {}
     if key.rsplit(".", 1)[-1] in takes:  # an argument of the class that the YAML does not list
         return f"error: {override[1]}: {key} is not in the config; add it with +{override[1]}"
     return f"error: {override[1]} is not allowed: there is no such setting here{nearest(key, [*parent, *takes])}."
 
 
-def hydra_errors(app: Callable[[], Any]) -> None:
+def hydra_errors(app: Callable[[], Any], conf_dir: Path) -> None:
     """Hydra's own errors (a missing config group, a bad override) in its short form, an unknown key with the
     nearest real one; anything else raises as it is (HYDRA_FULL_ERROR=1: Hydra reports all, as it would)."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -130,7 +136,8 @@ def hydra_errors(app: Callable[[], Any]) -> None:
         app()
     except CompactHydraException as err:
         cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
-        raise SystemExit(unknown_key(err) or "\n".join(filter(None, (str(err), cause and str(cause))))) from None
+        hydras = "\n".join(filter(None, (str(err), cause and str(cause))))
+        raise SystemExit(unknown_key(err, conf_dir) or hydras) from None
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 
@@ -140,4 +147,5 @@ def main(task: Callable[[DictConfig], Any], config: str) -> None:
     require_extras(config, sys.argv[1:])
     register_resolvers()
     conf_dir = Path(sys.argv[0]).resolve().parent / "conf"
-    hydra_errors(hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(task)))
+    app = hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(task))
+    hydra_errors(app, conf_dir)
