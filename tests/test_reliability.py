@@ -157,6 +157,8 @@ def test_non_finite_loss_stops_the_run_naming_step_and_cause(tmp_path: Path):
         ("data.batch_size=-3", "data.batch_size=-3 is not allowed"),
         ("trainer.max_epochs=abc", "trainer.max_epochs=abc is not allowed"),
         ("+foo=1", "foo=1 is not allowed: there is no such setting here"),
+        # An experiment is global (no experiment.* keys): nothing to choose first, unlike eval.py's data.
+        ("experiment.foo=1", "experiment.foo=1 is not allowed: there is no such setting here"),
         # Hydra's own refusal suggests +trainer.max_epoch=5, which only adds a key nothing reads.
         (
             "trainer.max_epoch=5",

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lab.errors import UserError
@@ -105,7 +105,20 @@ def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     return wrapper
 
 
-def unknown_key(err: CompactHydraException, conf_dir: Path) -> str | None:
+def left_out_groups(primary: Path) -> dict[str, list[str]]:
+    """The config groups that ``primary`` (a script's config) leaves out (``- data: null``) and whose settings
+    sit under the group's name (not ``# @package _global_``, as experiments do), each with its choices."""
+    defaults = OmegaConf.load(primary).get("defaults", [])
+    null = [group for entry in defaults if isinstance(entry, DictConfig) for group, v in entry.items() if v is None]
+    files = {group: sorted((primary.parent / group).glob("*.yaml")) for group in null}
+    return {
+        group: [path.stem for path in paths]
+        for group, paths in files.items()
+        if not any(path.read_text().startswith("# @package _global_") for path in paths)
+    }
+
+
+def unknown_key(err: CompactHydraException, primary: Path) -> str | None:
     """Hydra's refusal of ``key=value`` for a key not in the config, as one line naming the nearest real key.
 
     Hydra suggests ``+key=value``, which for a typo (trainer.max_epoch) only adds a key that nothing reads.
@@ -114,11 +127,11 @@ def unknown_key(err: CompactHydraException, conf_dir: Path) -> str | None:
     if not (override and isinstance(cause, OmegaConfBaseException) and isinstance(cause.parent_node, DictConfig)):
         return None
     parent, key = cause.parent_node, str(cause.full_key)
-    if (conf_dir / key).is_dir():  # a group left out (eval.py's data: null, the checkpoint's data instead)
-        choices = "|".join(sorted(path.stem for path in (conf_dir / key).glob("*.yaml")))
+    choices = left_out_groups(primary).get(key)
+    if choices:  # eval.py's data: null (the checkpoint's data instead)
         return (
             f"error: {override[1]}: no {key} config is chosen here, so it has no settings to change; "
-            f"choose one first: {key}=<{choices}> {override[1]}"
+            f"choose one first: {key}=<{'|'.join(choices)}> {override[1]}"
         )
     takes = getattr(signature_schema(parent["_target_"]), "__annotations__", {}) if "_target_" in parent else {}
     if key.rsplit(".", 1)[-1] in takes:  # an argument of the class that the YAML does not list
@@ -126,7 +139,7 @@ def unknown_key(err: CompactHydraException, conf_dir: Path) -> str | None:
     return f"error: {override[1]} is not allowed: there is no such setting here{nearest(key, [*parent, *takes])}."
 
 
-def hydra_errors(app: Callable[[], Any], conf_dir: Path) -> None:
+def hydra_errors(app: Callable[[], Any], primary: Path) -> None:
     """Hydra's own errors (a missing config group, a bad override) in its short form, an unknown key with the
     nearest real one; anything else raises as it is (HYDRA_FULL_ERROR=1: Hydra reports all, as it would)."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -137,7 +150,7 @@ def hydra_errors(app: Callable[[], Any], conf_dir: Path) -> None:
     except CompactHydraException as err:
         cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
         hydras = "\n".join(filter(None, (str(err), cause and str(cause))))
-        raise SystemExit(unknown_key(err, conf_dir) or hydras) from None
+        raise SystemExit(unknown_key(err, primary) or hydras) from None
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 
@@ -148,4 +161,4 @@ def main(task: Callable[[DictConfig], Any], config: str) -> None:
     register_resolvers()
     conf_dir = Path(sys.argv[0]).resolve().parent / "conf"
     app = hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(task))
-    hydra_errors(app, conf_dir)
+    hydra_errors(app, conf_dir / f"{config}.yaml")

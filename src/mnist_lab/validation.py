@@ -124,8 +124,9 @@ def validate(schema: Any, values: Mapping[str, Any], where: str = "") -> None:
         errors = [e for e in err.errors() if e["type"] != "needs_python_object"] or err.errors()
         # Where a union's members disagree (a number or a list of them), the error deepest in the value
         # names the bad item: hidden[0]=abc, not hidden=['abc'].
-        path, value = max((_located(values, e["loc"]) for e in errors), key=lambda found: _depth(found[0]))
-        same = [e for e in errors if _located(values, e["loc"])[0] == path]
+        located = [_located(values, e["loc"]) for e in errors]
+        path, value = max(located, key=lambda found: _depth(found[0]))
+        same = [e for e, (at, _) in zip(errors, located) if at == path]
         key = ".".join(filter(None, (where, path)))
         raise ConfigError(f"{key}={value} is not allowed: {_reason(same, schema, key)}.") from None
 

@@ -68,8 +68,9 @@ class DeepCNN(nn.Sequential):
         image_size: Annotated[int, Field(ge=13)] = SIDE,  # the least that leaves the last convolution a pixel
     ) -> None:
         a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
-        # The last convolution spans what the others leave (4x4 of 28x28): one 128-vector per image.
-        last = ((image_size - 4 - 1) // 2 + 1 - 4 - 1) // 2 + 1
+        # The last convolution spans what the others leave, one c-vector per image (4x4 of 28x28): each block
+        # takes 4 pixels (two unpadded 3x3), then halves, rounding up (5x5, stride 2, padding 2).
+        last = ((image_size - 4 + 1) // 2 - 4 + 1) // 2
         super().__init__(
             *_conv_bn(1, a, 3),
             *_conv_bn(a, a, 3),
