@@ -39,7 +39,7 @@ def accuracy(network: Network, files: list[tuple[Path, int]]) -> tuple[float, in
     inputs, labels, missing = [], [], 0
     for path, label in files:
         try:
-            inputs.append(to_mnist(open_image(path, 40_000_000)))
+            inputs.append(to_mnist(open_image(path, 40_000_000))[None])  # one channel
             labels.append(label)
         except InputError:
             missing += 1
@@ -64,7 +64,7 @@ def main() -> None:
             print(f"{name:<10} {count:>5} images: {100 * acc:5.1f} % right, {missing} no digit, {ms:.0f} ms an image")
             shown.append(x[:SHOWN])
     if "save" in args:
-        save_image(torch.cat(shown)[:, None], args["save"], nrow=SHOWN, padding=2, pad_value=0.5)
+        save_image(torch.cat(shown), args["save"], nrow=SHOWN, padding=2, pad_value=0.5)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ class PlainLoop:
         if idx is None:
             self.batches = iter(torch.randperm(len(self.labels), device=self.device).split(self.batch_size))
             idx = next(self.batches)
-        x = ((to_unit(self.images[idx].unsqueeze(1)) - self.mean) / self.std).contiguous(memory_format=self.layout)
+        x = ((to_unit(self.images[idx]) - self.mean) / self.std).contiguous(memory_format=self.layout)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = F.cross_entropy(self.net(x), self.labels[idx], label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)

@@ -37,11 +37,11 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 @pytest.fixture
 def mnist_copy(tmp_path: Path) -> Path:
-    """An uncompressed copy of the shipped MNIST that a test may damage."""
+    """An uncompressed copy of the shipped MNIST that a test may damage, in torchvision's layout: its root."""
     folder = tmp_path / "mnist"
-    folder.mkdir()
+    (folder / "MNIST" / "raw").mkdir(parents=True)
     for gz in SHIPPED_DIR.glob("*.gz"):
-        (folder / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+        (folder / "MNIST" / "raw" / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
     return folder
 
 

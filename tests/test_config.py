@@ -8,8 +8,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from mnist_lab import hardware
-from mnist_lab.command_line import EXTRAS
-from mnist_lab.errors import ConfigError
+from mnist_lab.building import build
+from mnist_lab.command_line import EXTRAS, config_dirs, left_out_groups
+from mnist_lab.data.contract import data_facts
+from mnist_lab.errors import ConfigError, DataError
 from mnist_lab.training.builders import build_trainer
 from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
 from mnist_lab.training.run import check
@@ -49,8 +51,12 @@ def test_the_trainer_writes_checkpoints_atomically_as_configured(make_cfg):
 def test_csv_data_config_needs_a_training_csv(make_cfg, tmp_path):
     cfg = make_cfg("data=csv", f"data.train_csv={tmp_path}/train.csv")
     assert cfg.data.train_csv.endswith("train.csv") and cfg.data.test_csv is None
-    with pytest.raises(ConfigError, match="data.train_csv=None is not allowed: training on CSVs needs"):
-        validate_run(make_cfg("data=csv", f"data.test_csv={tmp_path}/test.csv"))
+    rows = ["label," + ",".join(f"pixel{i}" for i in range(784))] + [
+        f"{label}," + ",".join(["0"] * 784) for label in (0, 1)
+    ]
+    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="There is no training data: give data.train_csv"):
+        data_facts(build(make_cfg("data=csv", f"data.test_csv={tmp_path}/test.csv").data))
 
 
 def test_experiments_reproduce_the_tutorial_recipes(make_cfg):
@@ -202,3 +208,13 @@ def test_side_by_side_jobs_spread_over_the_gpus(make_cfg, gpus, expected):
     cfg.trainer.accelerator = "gpu"
     hardware.gpu_for_job(cfg.trainer, 5, 4)
     assert cfg.trainer.devices == 2  # a job that asks for several GPUs itself is left alone
+
+
+def test_a_left_out_groups_choices_include_those_of_a_config_dir(tmp_path):
+    """eval.py's data is left out (the checkpoint's): `data.x=1` alone says to choose one, from every folder."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bars.yaml").write_text("_target_: my_data.BarsDataModule\n")
+    folders = config_dirs(CONF / "eval.yaml", ["ckpt_path=a.ckpt", f"--config-dir={tmp_path}"])
+    assert folders == [CONF, tmp_path]
+    choices = left_out_groups(CONF / "eval.yaml", folders)["data"]
+    assert "bars" in choices and "mnist" in choices and "image_folder" in choices

@@ -13,10 +13,10 @@ from mnist_lab.data import mnist
 from mnist_lab.data.augment import random_distortion, warp
 from mnist_lab.data.batching import IndexBatchSampler
 from mnist_lab.data.datamodule import ImageDataModule
-from mnist_lab.data.idx import LABEL_MAGIC, NAMES, load_idx_folder, read_idx
 from mnist_lab.data.kaggle_csv import read_image_csv
 from mnist_lab.data.mnist import SHIPPED_DIR, load_shipped
 from mnist_lab.errors import ConfigError, DataError
+from mnist_lab.training.run import check
 from support import write_idx
 
 
@@ -38,7 +38,9 @@ def test_datamodule_splits_validation_from_training_and_keeps_the_test_set():
     rows = {bytes(img.numpy()) for img in dm.val_set.images[:500]}
     assert not rows & {bytes(img.numpy()) for img in dm.train_set.images[:20_000]}
     official = load_shipped()
-    assert torch.equal(dm.test_set.images, official["test_x"]) and torch.equal(dm.test_set.labels, official["test_y"])
+    assert torch.equal(dm.test_set.images, official["test_x"].unsqueeze(1)) and torch.equal(
+        dm.test_set.labels, official["test_y"]
+    )
 
     same = ImageDataModule(val_size=5000, split_seed=3)
     same.setup()
@@ -78,18 +80,18 @@ def test_folds_partition_the_training_images_the_same_way_for_every_run():
 )
 def test_bad_folds_are_refused_in_one_line(make_cfg, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        build(make_cfg(*overrides).data)
+        check(make_cfg(*overrides))
 
 
 def test_batches_are_whole_index_batches_converted_on_transfer():
     dm = ImageDataModule(val_size=100, batch_size=64)
     dm.setup()
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (64, 28, 28) and images.dtype == torch.uint8 and labels.shape == (64,)
+    assert images.shape == (64, 1, 28, 28) and images.dtype == torch.uint8 and labels.shape == (64,)
     x, y = dm.on_after_batch_transfer((images, labels), 0)
     assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32
     assert 0 <= float(x.min()) and float(x.max()) <= 1 and torch.equal(y, labels)
-    assert torch.allclose(x[:, 0] * 255, images.float())
+    assert torch.allclose(x * 255, images.float())
     assert len(dm.train_dataloader()) == -(-59_900 // 64)
 
 
@@ -99,9 +101,9 @@ def test_augmentation_only_while_training():
 
     dm = ImageDataModule(augment={"degrees": 15, "translate": 0.1, "scale": 0.1})
     dm.trainer = FakeTrainer()
-    images = load_shipped()["test_x"][:16]
+    images = load_shipped()["test_x"][:16].unsqueeze(1)
     labels = torch.zeros(16, dtype=torch.long)
-    plain = images.unsqueeze(1).float() / 255
+    plain = images.float() / 255
     augmented, _ = dm.on_after_batch_transfer((images, labels), 0)
     assert augmented.shape == plain.shape and not torch.allclose(augmented, plain)
     # Each image gets its own transform, and ink stays roughly the same amount.
@@ -138,7 +140,7 @@ def test_soft_augmentation_blurs_its_share_of_the_images(mnist):
 )
 def test_bad_augmentation_is_refused_up_front(make_cfg, augment, message):
     with pytest.raises(ConfigError, match=message):
-        build(make_cfg(f"data.augment={augment}").data)
+        check(make_cfg(f"data.augment={augment}"))
 
 
 def test_elastic_warp_moves_pixels_by_at_most_its_size():
@@ -165,46 +167,48 @@ def test_sampler_shards_ranks_disjointly_and_reshuffles_each_epoch():
 
 
 @pytest.mark.parametrize(
-    "damage, message",
-    [
-        (lambda b: b[: len(b) // 2], "truncated or corrupted"),
-        (lambda b: b[:5], "too short for an IDX header"),
-        (lambda b: (2049).to_bytes(4, "big") + b[4:], "wrong magic number 2049"),
-    ],
+    "damage", [lambda b: b[: len(b) // 2], lambda b: b[:5], lambda b: (2049).to_bytes(4, "big") + b[4:]]
 )
-def test_damaged_idx_file_is_refused_naming_the_file(mnist_copy: Path, damage, message):
-    target = mnist_copy / NAMES["test_images"]
+def test_damaged_idx_file_is_refused_naming_the_folder(mnist_copy: Path, damage):
+    target = mnist_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     target.write_bytes(damage(target.read_bytes()))
-    with pytest.raises(DataError, match=message) as err:
+    with pytest.raises(DataError, match="torchvision's MNIST cannot read its IDX files") as err:
         ImageDataModule(data_dir=str(mnist_copy)).setup()
-    assert str(target) in str(err.value)
+    assert str(target.parent) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_mnists_checksums_guard_its_shipped_copy_only(mnist_copy: Path, monkeypatch):
-    target = mnist_copy / NAMES["test_images"]
+def _shipped_copy(folder: Path, change) -> Path:
+    folder.mkdir()
+    for gz in SHIPPED_DIR.glob("*.gz"):
+        (folder / gz.name).write_bytes(change(gz.name, gz.read_bytes()))
+    return folder
+
+
+def test_mnists_checksums_guard_its_shipped_copy_only(mnist_copy: Path, tmp_path: Path, monkeypatch):
+    target = mnist_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     raw = target.read_bytes()
     target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))  # one pixel changed: a valid IDX file
     ImageDataModule(data_dir=str(mnist_copy)).setup()  # a folder's files may be any IDX dataset's
-    monkeypatch.setattr("mnist_lab.data.mnist.SHIPPED_DIR", mnist_copy)
-    with pytest.raises(DataError, match="MD5 .* differs from the official") as err:
+
+    def one_pixel(name: str, data: bytes) -> bytes:
+        raw = gzip.decompress(data)
+        return gzip.compress(raw[:-1] + bytes([raw[-1] ^ 0xFF])) if name.startswith("t10k-images") else data
+
+    monkeypatch.setattr(mnist, "SHIPPED_DIR", _shipped_copy(tmp_path / "changed", one_pixel))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: its MD5 differs from the official file's"):
         mnist.load_shipped()
-    assert str(target) in str(err.value)
-
-
-def test_broken_gzip_is_refused(tmp_path: Path):
-    bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
-    bad.write_bytes(gzip.compress(bytes(range(256)) * 40)[:200])
+    monkeypatch.setattr(mnist, "SHIPPED_DIR", _shipped_copy(tmp_path / "cut", lambda name, data: data[:200]))
     with pytest.raises(DataError, match="cannot read or decompress"):
-        read_idx(bad, LABEL_MAGIC)
+        mnist.load_shipped()
 
 
 def test_data_folder_is_left_untouched_on_error(mnist_copy: Path):
-    target = mnist_copy / NAMES["train_labels"]
+    target = mnist_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     target.write_bytes(target.read_bytes()[:100])
-    before = {p.name: p.read_bytes() for p in mnist_copy.iterdir()}
+    before = {p.name: p.read_bytes() for p in target.parent.iterdir()}
     with pytest.raises(DataError):
-        load_idx_folder(mnist_copy, download="MNIST")
-    assert {p.name: p.read_bytes() for p in mnist_copy.iterdir()} == before
+        mnist.load_torchvision(mnist_copy, "MNIST")
+    assert {p.name: p.read_bytes() for p in target.parent.iterdir()} == before
 
 
 def test_missing_files_fall_back_to_download_and_say_where_to_put_them(tmp_path: Path, monkeypatch):
@@ -220,7 +224,9 @@ def test_missing_files_fall_back_to_download_and_say_where_to_put_them(tmp_path:
         ImageDataModule(data_dir=str(tmp_path), download="MNIST").setup()
     assert calls == [(str(tmp_path), True, True)]
     text = str(err.value)
-    assert "train-images-idx3-ubyte" in text and str(tmp_path) in text and "Put the four IDX files" in text
+    assert (
+        str(tmp_path / "OfflineMNIST" / "raw") in text and "put the four files there" in text and "no network" in text
+    )
 
 
 def _write_csv(path: Path, rows: list[str], label: bool = True) -> Path:
@@ -288,15 +294,14 @@ def test_the_wheel_ships_mnist_beside_the_reader(tmp_path: Path):
     subprocess.run([*build, str(checkout)], check=True, capture_output=True)
     names = zipfile.ZipFile(next(tmp_path.glob("mnist_lab-*.whl"))).namelist()
     shipped = SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[2])  # mnist_lab/data/mnist_files
-    assert {f"{shipped.as_posix()}/{name}.gz" for name in NAMES.values()} <= set(names)
+    assert {f"{shipped.as_posix()}/{name}.gz" for name in mnist.MD5S} <= set(names)
     assert not [n for n in names if n.startswith(("support/", "tests/"))]  # what only the tests use stays out
 
 
 def _idx_folder(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    folder.mkdir(exist_ok=True)
-    for part in ("train", "t10k"):
-        write_idx(folder / f"{part}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", labels)
+    for part in ("train", "t10k"):  # torchvision's MNIST layout
+        write_idx(folder / "MNIST" / "raw" / f"{part}-images-idx3-ubyte", images)
+        write_idx(folder / "MNIST" / "raw" / f"{part}-labels-idx1-ubyte", labels)
     return folder
 
 

@@ -205,7 +205,7 @@ def test_soft_blurry_digits_keep_their_strokes(trained_run, mnist):
     network = Network(load_classifier(trained_run["ckpt"]))
     rng = np.random.default_rng(0)
     pages = [np.asarray(soft_page(digit, 8, rng)) for digit in mnist["test_x"][:100]]  # shrunk to 8 px: the blurriest
-    seen = torch.stack([to_mnist(page) for page in pages])
+    seen = torch.stack([to_mnist(page)[None] for page in pages])  # (N, 1, 28, 28)
     assert (network.probabilities(seen).argmax(-1) == mnist["test_y"][:100]).sum() >= 87  # 83 when a threshold cut them
 
 

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.errors import UserError
 from mnist_lab.training.builders import build_trainer
-from mnist_lab.training.run import prepare
+from mnist_lab.training.run import check
 from support import MODELS
 
 # Values no setting of that kind takes, by the kind of its default.
@@ -24,7 +24,7 @@ WRONG = {
 }
 # Where one of those is a fine value after all.
 FINE = {("model.mean", "-7")}
-# Read by run(), not by prepare(): test_reliability refuses a folder that is not a run.
+# Read by run(), not by check(): test_reliability refuses a folder that is not a run.
 ELSEWHERE = {"resume"}
 
 
@@ -54,7 +54,7 @@ def test_every_setting_of_the_wrong_kind_is_refused_in_one_line(make_cfg, model)
             OmegaConf.update(cfg, key, bad, merge=False)
             tried += 1
             try:
-                prepare(cfg)
+                check(cfg)
                 build_trainer(cfg)
             except UserError as err:
                 if key not in str(err) or "\n" in str(err):

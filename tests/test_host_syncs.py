@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from mnist_lab.building import build
+from mnist_lab.data.contract import data_facts
 from mnist_lab.models.classifier import EpochSums
-from mnist_lab.training.run import data_facts, train
+from mnist_lab.training.run import train
 from support.host_reads import CountHostReads, HostReads
 from support.ops import FIRST, LAST, CountStepOps, bare_loop_ops
 
@@ -90,7 +91,7 @@ def test_a_steady_state_step_adds_few_ops_to_the_models_own_and_reads_nothing(ma
     counter = CountStepOps()
     _, objects = train(cfg, callbacks=[counter])
     datamodule = objects["datamodule"]
-    bare = bare_loop_ops(build(cfg.model, **data_facts(cfg.model, datamodule)), datamodule, str(cfg.trainer.precision))
+    bare = bare_loop_ops(build(cfg.model, **data_facts(datamodule)), datamodule, str(cfg.trainer.precision))
     extra = counter.mode.ops.copy()
     extra.subtract(bare.ops)
     assert counter.reads_per_step == 0, counter.mode.ops

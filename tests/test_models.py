@@ -11,6 +11,7 @@ from mnist_lab.errors import ConfigError
 from mnist_lab.models.classifier import ImageClassifier
 from mnist_lab.models.networks import CNN, MLP, DeepCNN, LogReg
 from mnist_lab.models.schedules import piecewise_lr
+from mnist_lab.validation import check_arguments
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,7 @@ def test_tutorial_init_uses_truncated_normal_and_constant_bias():
 def test_every_network_refuses_dropout_outside_unit_interval(network):
     target = f"{network.__module__}.{network.__name__}"
     with pytest.raises(ConfigError, match="model.net.dropout=1.0 is not allowed: input should be less than 1"):
-        build({"_target_": target, "dropout": 1.0}, where="model.net")
+        check_arguments({"_target_": target, "dropout": 1.0}, where="model.net")
 
 
 class LossProbe(L.Callback):

@@ -32,13 +32,14 @@ def finished_runs(folder: Path) -> list[Path]:
     return sorted(p.parent for p in (folder / "outputs").glob("runs/*/result.json"))
 
 
-def follow(command: str, folder: Path, run: Path | None, extra: tuple[str, ...] = ()) -> str:
-    """One of the page's commands, run in ``folder`` with its config folder and module, ``<run>`` made ``run``."""
+def follow(command: str, folder: Path, run: Path | None, extra: tuple[str, ...] = (), tiny: bool = True) -> str:
+    """One of the page's commands, run in ``folder`` with its config folder and module, ``<run>`` made ``run``;
+    a training ``tiny`` (debug=tiny) unless told otherwise."""
     words = shlex.split(command.replace("outputs/runs/<run>", str(run)))
     assert words[0] == "python", command
     script, overrides = words[1], words[2:]
     if script == "train.py":
-        overrides += [*TINY, *extra]
+        overrides += [*(TINY if tiny else ()), *extra]
         if any(w.startswith("sweep=") for w in overrides):
             overrides.append(f"hydra.sweep.dir={folder / 'sweep'}")
     done = run_script(
@@ -98,11 +99,10 @@ def shapes_folder(tmp_path: Path) -> Path:
         return x, labels
 
     folder = tmp_path / "data"
-    folder.mkdir()
-    for part, count in (("train", 3000), ("t10k", 90)):
+    for part, count in (("train", 3000), ("t10k", 90)):  # torchvision's MNIST layout, uncompressed
         x, y = images(count)
-        write_idx(folder / f"{part}-images-idx3-ubyte.gz", x)
-        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", y)
+        write_idx(folder / "MNIST" / "raw" / f"{part}-images-idx3-ubyte", x)
+        write_idx(folder / "MNIST" / "raw" / f"{part}-labels-idx1-ubyte", y)
     return folder
 
 
@@ -128,7 +128,7 @@ def computed_mean(folder: Path) -> float:
 
 
 def test_the_own_dataset_page_trains_and_predicts_with_its_class_names(tmp_path, shapes_folder):
-    files, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md")
+    files, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md", "3. IDX files")
     assert set(files) == {"conf/data/my_clothes.yaml"}
     write_files(files, tmp_path, **{"/data/my_clothes": str(shapes_folder)})
     # A picture of a block on light paper, as a user photographs one: read as the whole picture.
@@ -152,3 +152,63 @@ def test_the_own_dataset_page_trains_and_predicts_with_its_class_names(tmp_path,
     assert "photo.jpg: bag" in photo
     served_classes_and_photo(json.loads((run / "result.json").read_text())["checkpoint"], tmp_path / "photo.jpg")
     assert "3 predictions differ" not in exported and "accuracy 100.00 %" in exported
+
+
+def light_on_dark_block(path: Path, colour: tuple[int, int, int] = (255, 255, 255)) -> Path:
+    """A photo-like picture of a block, larger than any training image."""
+    page = np.full((60, 60, 3), 20, np.uint8)
+    page[15:45, 15:45] = colour
+    Image.fromarray(page).save(path)
+    return path
+
+
+def test_the_own_datamodule_section_trains_every_script_on_a_lightning_datamodule(tmp_path):
+    """Section 1: a DataModule written as Lightning's docs write one, importing nothing of mnist_lab."""
+    files, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md", "1. A DataModule of your own")
+    assert set(files) == {"my_data.py", "conf/data/bars.yaml"} and "mnist_lab" not in files["my_data.py"]
+    write_files(files, tmp_path)
+    light_on_dark_block(tmp_path / "photo.png")
+    run, outputs = None, []
+    for command in commands:
+        outputs.append(follow(command, tmp_path, run, extra=("trainer.max_epochs=3",), tiny=False))
+        run = run or finished_runs(tmp_path)[0]
+    result = json.loads((run / "result.json").read_text())
+    assert result["test_acc"] >= 0.9  # an easy task: chance is a third
+    model = load_classifier(result["checkpoint"])
+    assert (model.hparams.image_size, model.hparams.channels, model.classes) == (16, 1, ["0", "1", "2"])
+    assert model.hparams.reading == "resized" and 0.1 < model.hparams.mean < 0.5  # found in a batch
+    evaluated, predicted, exported = outputs[1:]
+    assert "on 120 images" in evaluated and "photo.png: 2" in predicted  # the block
+    assert "0 predictions differ" in exported
+
+
+@pytest.fixture
+def colour_folder(tmp_path: Path) -> Path:
+    """An ImageFolder tree of 40x30 colour pictures: a red block, a green bar, a blue bar, on noise; no test/."""
+    generator = np.random.default_rng(0)
+    shapes = {"block": (slice(8, 22), slice(12, 28), 0), "bar": (slice(12, 18), slice(2, 38), 1)}
+    shapes["post"] = (slice(2, 28), slice(17, 23), 2)
+    for name, (rows, cols, channel) in shapes.items():
+        (tmp_path / "shapes" / "train" / name).mkdir(parents=True)
+        for i in range(150):
+            picture = generator.integers(0, 60, (30, 40, 3), dtype=np.uint8)
+            picture[rows, cols, channel] = 230
+            Image.fromarray(picture).save(tmp_path / "shapes" / "train" / name / f"{i:03d}.png")
+    return tmp_path / "shapes"
+
+
+def test_the_image_folder_section_trains_on_colour_pictures_and_names_their_classes(tmp_path, colour_folder):
+    """Section 2: data=image_folder on a tree without test/ (held out of train/), colour and resized."""
+    _, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md", "2. A folder of images per class")
+    light_on_dark_block(tmp_path / "photo.png", colour=(230, 0, 0))
+    (tmp_path / "conf").mkdir()  # no config of the user's own: the shipped data=image_folder
+    run, outputs = None, []
+    for command in commands:
+        outputs.append(follow(command, tmp_path, run, extra=("trainer.max_epochs=3",), tiny=False))
+        run = run or finished_runs(tmp_path)[0]
+    result = json.loads((run / "result.json").read_text())
+    assert result["test_acc"] >= 0.9
+    model = load_classifier(result["checkpoint"])
+    assert (model.hparams.image_size, model.hparams.channels) == (32, 3)
+    assert model.classes == ["bar", "block", "post"] and model.net[0].in_channels == 3
+    assert "photo.png: block" in outputs[1]

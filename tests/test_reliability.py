@@ -11,7 +11,7 @@ import torch
 
 from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
 from mnist_lab.training.run_folder import resume_checkpoint
-from support import run_script, start_script
+from support import CONF, run_script, start_script
 
 # ~2 s per epoch on two cores (fp32): long enough to be killed in the middle of one.
 SLOW_MLP = [
@@ -181,6 +181,7 @@ def test_eval_names_the_data_to_choose_before_changing_its_settings(tmp_path: Pa
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: data.eval_batch_size=2048: no data config is chosen here, so it has no settings to change; "
-        "choose one first: data=<csv|fashion_mnist|kmnist|mnist> data.eval_batch_size=2048"
+        f"choose one first: data=<{'|'.join(sorted(p.stem for p in (CONF / 'data').glob('*.yaml')))}> "
+        "data.eval_batch_size=2048"
     )
     assert not (tmp_path / "outputs").exists()

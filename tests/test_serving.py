@@ -81,7 +81,7 @@ def test_predict_reads_drawings_as_predict_py_does(client, network, drawings):
         assert header == "data:image/png;base64"
         seen = torch.from_numpy(np.asarray(Image.open(io.BytesIO(base64.b64decode(png))))).int()
         assert seen.shape == (28, 28) and seen.max() == 255
-        assert torch.equal(seen, (reading.seen * 255).round().int())
+        assert torch.equal(seen, (reading.seen[0] * 255).round().int())  # (1, 28, 28): one gray channel
 
 
 @pytest.mark.slow  # a trained CNN: train.py as a subprocess
@@ -206,7 +206,7 @@ def test_export_writes_an_onnx_model_that_predicts_as_torch_does(onnx_export, tr
     assert check["onnxruntime_accuracy"] == pytest.approx(trained_run["test_acc"], abs=1e-4)
     assert check["bytes"] == (onnx_export / "model.onnx").stat().st_size
     network = load_network(trained_run["ckpt"], "onnx", str(onnx_export / "model.onnx"))
-    images = mnist["test_x"][:7].float() / 255
+    images = mnist["test_x"][:7, None].float() / 255  # (7, 1, 28, 28)
     for batch in (images[:1], images):  # any batch size; raw [0, 1] pixels, normalised in the graph
         assert torch.allclose(network.logits(batch), Network(network.model).logits(batch), atol=1e-4)
 

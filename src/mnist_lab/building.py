@@ -1,5 +1,5 @@
-"""Objects built from config: their arguments validated (``validation``), Hydra's ``instantiate``, and a
-library's refusal of an argument turned into one line naming its key."""
+"""Objects built from config: Hydra's ``instantiate``, and a library's refusal of an argument turned into one line
+naming its key. The arguments were validated once before (``validation.check_config``, the scripts' first step)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from mnist_lab.errors import ConfigError, UserError
-from mnist_lab.validation import check_arguments
 
 # What a library's class raises for an argument it refuses: the user's setting, not a bug.
 REFUSALS = (TypeError, ValueError, MisconfigurationException)
 
 
 def build(conf: Any, where: str = "", **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` of ``conf`` once its arguments pass; ``where``: its key when it is a plain dict.
+    """``hydra.utils.instantiate`` of ``conf``; ``where``: its key when it is a plain dict.
 
     A refused argument raises a UserError, not Hydra's wrapper of it: our own error, or a
     ConfigError naming the node for a library's refusal (Lightning's Trainer checks its own).
     """
-    check_arguments(conf, where)
     try:
         return instantiate(conf, **kwargs)
     except InstantiationException as err:

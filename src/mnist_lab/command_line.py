@@ -105,12 +105,21 @@ def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     return wrapper
 
 
-def left_out_groups(primary: Path) -> dict[str, list[str]]:
+def config_dirs(primary: Path, args: Iterable[str]) -> list[Path]:
+    """The folders Hydra composes from: the script's ``conf/`` and each ``--config-dir`` (``-cd``) given."""
+    given = [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config-dir=", "-cd="))]
+    return [primary.parent, *map(Path, given)]
+
+
+def left_out_groups(primary: Path, folders: Iterable[Path] = ()) -> dict[str, list[str]]:
     """The config groups that ``primary`` (a script's config) leaves out (``- data: null``) and whose settings
-    sit under the group's name (not ``# @package _global_``, as experiments do), each with its choices."""
+    sit under the group's name (not ``# @package _global_``, as experiments do), each with its choices in
+    ``folders`` (by default the primary's own)."""
     defaults = OmegaConf.load(primary).get("defaults", [])
     null = [group for entry in defaults if isinstance(entry, DictConfig) for group, v in entry.items() if v is None]
-    files = {group: sorted((primary.parent / group).glob("*.yaml")) for group in null}
+    files = {
+        group: sorted(p for f in folders or [primary.parent] for p in (f / group).glob("*.yaml")) for group in null
+    }
     return {
         group: [path.stem for path in paths]
         for group, paths in files.items()
@@ -127,11 +136,11 @@ def unknown_key(err: CompactHydraException, primary: Path) -> str | None:
     if not (override and isinstance(cause, OmegaConfBaseException) and isinstance(cause.parent_node, DictConfig)):
         return None
     parent, key = cause.parent_node, str(cause.full_key)
-    choices = left_out_groups(primary).get(key)
+    choices = left_out_groups(primary, config_dirs(primary, sys.argv[1:])).get(key)
     if choices:  # eval.py's data: null (the checkpoint's data instead)
         return (
             f"error: {override[1]}: no {key} config is chosen here, so it has no settings to change; "
-            f"choose one first: {key}=<{'|'.join(choices)}> {override[1]}"
+            f"choose one first: {key}=<{'|'.join(sorted(set(choices)))}> {override[1]}"
         )
     takes = getattr(signature_schema(parent["_target_"]), "__annotations__", {}) if "_target_" in parent else {}
     if key.rsplit(".", 1)[-1] in takes:  # an argument of the class that the YAML does not list

@@ -50,9 +50,13 @@ def titled(image: Image.Image, title: str) -> Image.Image:
 def image_grid(
     images: torch.Tensor, captions: Sequence[str], colors: Sequence[str] | None = None, ncols: int = 8
 ) -> Image.Image:
-    """Images (N, 1, 28, 28) or (N, 28, 28) in [0, 1], dark on white, each with its caption below."""
-    tiles = 1 - images.detach().float().cpu().reshape(-1, 1, SIDE, SIDE).clamp(0, 1)
-    tiles = F.pad(F.interpolate(tiles, scale_factor=ZOOM), (0, 0, 0, CAPTION), value=1)
+    """Images (N, C, H, W) or (N, H, W) in [0, 1], each on a tile of a digit's size (gray ones dark on white),
+    with its caption below."""
+    tiles = images.detach().float().cpu().clamp(0, 1)
+    tiles = tiles.unsqueeze(1) if tiles.dim() == 3 else tiles
+    tiles = 1 - tiles if tiles.shape[1] == 1 else tiles
+    tiles = F.interpolate(tiles, size=(SIDE * ZOOM, SIDE * ZOOM)) if len(tiles) else tiles
+    tiles = F.pad(tiles, (0, 0, 0, CAPTION), value=1)
     if not len(tiles):
         tiles = torch.ones(1, 1, SIDE * ZOOM + CAPTION, SIDE * ZOOM)
     image = to_image(make_grid(tiles, nrow=ncols, padding=GAP, pad_value=1))

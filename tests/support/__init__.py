@@ -69,7 +69,8 @@ def compose_config(*overrides: str, config_name: str = "train", hydra_keys: bool
 
 
 def write_idx(path: Path, array: Any) -> Path:
-    """A gzipped IDX file of a uint8 array (N,) labels or (N, H, W) images, as MNIST's files are made."""
+    """An IDX file (gzipped if its name ends in .gz) of a uint8 array (N,) labels or (N, H, W) images, as MNIST's
+    files are made."""
     import gzip
 
     import numpy as np
@@ -77,15 +78,21 @@ def write_idx(path: Path, array: Any) -> Path:
     data = np.ascontiguousarray(array, dtype=np.uint8)
     magic = 0x0800 | data.ndim  # 0x08: unsigned bytes
     header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in data.shape)
-    path.write_bytes(gzip.compress(header + data.tobytes()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = header + data.tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
     return path
 
 
-def doc_steps(page: Path) -> tuple[dict[str, str], list[str], list[tuple[str, str]]]:
-    """A docs page's steps: its files (code blocks whose first line is ``# <path>``), its commands (the lines
-    of its bash blocks) and its transcripts (text blocks of ``$ command`` and the line it prints)."""
+def doc_steps(page: Path, section: str = "") -> tuple[dict[str, str], list[str], list[tuple[str, str]]]:
+    """A docs page's steps (in its ``## <section>`` alone, if given): its files (code blocks whose first line is
+    ``# <path>``), its commands (the lines of its bash blocks) and its transcripts (text blocks of ``$ command``
+    and the line it prints)."""
+    text = page.read_text()
+    if section:
+        text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     files, commands, transcripts = {}, [], []
-    for language, body in re.findall(r"```(\w+)\n(.*?)```", page.read_text(), flags=re.S):
+    for language, body in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S):
         first, _, rest = body.partition("\n")
         if language in ("python", "yaml") and first.startswith("# ") and ("/" in first or first.endswith(".py")):
             files[first[2:].strip()] = rest

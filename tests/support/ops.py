@@ -76,7 +76,7 @@ def bare_loop_ops(model: L.LightningModule, datamodule: Any, precision: str) -> 
         if step == FIRST:
             mode.__enter__()
         images, y = next(batches)
-        x = to_unit(images.unsqueeze(1))
+        x = to_unit(images)
         if datamodule.augment:
             x = random_distortion(x, datamodule.augment)
         with torch.autocast(x.device.type, torch.bfloat16, enabled=precision.startswith("bf16")):

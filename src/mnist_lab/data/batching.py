@@ -18,6 +18,9 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to(self, device: torch.device) -> TensorBatches:
+        return TensorBatches(self.images.to(device), self.labels.to(device))
+
     def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
 

@@ -1,10 +1,9 @@
-"""The LightningDataModule: an IDX dataset (MNIST, Fashion-MNIST, KMNIST, ...) or Kaggle CSVs kept as uint8
-tensors and served in index batches.
+"""The LightningDataModule of the shipped data: IDX files (MNIST, Fashion-MNIST, KMNIST, ...), Kaggle CSVs or a
+folder of images per class, kept as one uint8 tensor and served in index batches.
 
-An image's path: IDX file -> ``idx.read_idx`` (uint8 tensor) -> ``IndexBatchSampler`` picks a
-whole batch of indices -> ``TensorBatches`` returns ``images[idx]`` -> moved to the device ->
-``on_after_batch_transfer`` makes floats in [0, 1] (and augments when training) -> the
-LightningModule normalises and runs the network.
+An image's path: files -> uint8 tensor (N, C, side, side) -> ``IndexBatchSampler`` picks a whole batch of
+indices -> ``TensorBatches`` returns ``images[idx]`` -> moved to the device -> ``on_after_batch_transfer``
+makes floats in [0, 1] (and augments when training) -> the LightningModule normalises and runs the network.
 """
 
 from __future__ import annotations
@@ -20,33 +19,38 @@ from typing_extensions import Annotated
 
 from mnist_lab.data.augment import Augment, random_distortion
 from mnist_lab.data.batching import IndexBatchSampler, TensorBatches
-from mnist_lab.data.idx import load_idx_folder
+from mnist_lab.data.contract import READINGS
+from mnist_lab.data.folder import as_channels, load_image_folder
 from mnist_lab.data.kaggle_csv import read_image_csv
-from mnist_lab.data.mnist import DIGITS, MEAN, SHIPPED_DIR, SIDE, STD, TRAIN_COUNT, load_shipped, to_unit
+from mnist_lab.data.mnist import DIGITS, MEAN, SIDE, STD, TRAIN_COUNT, load_shipped, load_torchvision, to_unit
 from mnist_lab.errors import ConfigError, DataError
 from mnist_lab.validation import Seed
 
-# How predict.py and serve.py turn a user's picture into the network's input (inference/reading.py).
-READINGS = ("digits", "picture")
+Share = Annotated[float, Field(gt=0, lt=1)]
+Data = dict[str, Optional[torch.Tensor]]  # train_x, train_y, test_x, test_y
+# torchvision's IDX dataset classes, which read data_dir's files (and fetch missing ones): mnist.load_torchvision
+IdxClass = Literal["MNIST", "FashionMNIST", "KMNIST", "EMNIST"]
 
 
 class ImageDataModule(L.LightningDataModule):
-    """A dataset of small gray images (IDX files or a Kaggle-style CSV) kept as one uint8 tensor and served in
-    index batches. What a model trained on it must know travels into its checkpoint: ``classes``, ``image_size``,
-    ``mean`` and ``std`` (``training.run.prepare``, ``ImageClassifier.setup``)."""
+    """A dataset of small images kept as one uint8 tensor and served in index batches. ``classes``,
+    ``image_size``, ``channels``, ``mean``, ``std`` and ``reading`` are what ``data.contract`` reads of it."""
 
     def __init__(
         self,
-        data_dir: Optional[str] = None,
-        classes: Optional[list[str]] = None,  # the class names, by label; null: the digits 0-9
-        image_size: PositiveInt = SIDE,
+        data_dir: Optional[str] = None,  # null: the MNIST shipped in the package
+        format: Literal["idx", "image_folder"] = "idx",  # of data_dir: four IDX files, or train/<class>/*.png
+        classes: Optional[list[str]] = None,  # the class names, by label; null: the digits, or the folders' names
+        image_size: PositiveInt = SIDE,  # an image folder's pictures are resized to it
+        channels: Literal[1, 3] = 1,  # gray or colour (pictures converted, gray ones repeated)
         mean: Optional[float] = None,  # null: MNIST's for the shipped copy, else the training images'
         std: Optional[PositiveFloat] = None,
-        download: Optional[str] = None,  # torchvision's dataset class that fetches missing IDX files
+        download: Optional[IdxClass] = None,
         reading: Literal[READINGS] = "digits",  # type: ignore[valid-type]
         train_csv: Optional[str] = None,
         test_csv: Optional[str] = None,
-        val_size: NonNegativeInt = 5000,  # 0: no validation
+        val_size: NonNegativeInt | Share = 5000,  # images (or a share of them) held out to validate; 0: none
+        test_size: Share = 0.2,  # the share held out to test where the data has no test set (an image folder)
         batch_size: PositiveInt = 128,
         eval_batch_size: PositiveInt = 1000,
         seed: Optional[Seed] = 0,
@@ -57,84 +61,75 @@ class ImageDataModule(L.LightningDataModule):
         fold: Optional[NonNegativeInt] = None,
     ) -> None:
         super().__init__()
-        if not (data_dir or train_csv or test_csv) and download not in (None, "MNIST"):
-            raise ConfigError(
-                f"data.data_dir=null is not allowed with data.download={download}: the shipped copy is MNIST; "
-                f"give the folder of {download}'s IDX files (data.data_dir=...), fetched there when missing."
-            )
-        if folds is not None:
-            self._check_fold(folds, fold)
-        elif not (train_csv or data_dir):
-            self._check_val_size(val_size, TRAIN_COUNT)
-        self.folds, self.fold = folds, fold
-        self.data_dir = Path(data_dir) if data_dir else SHIPPED_DIR
-        self.classes = list(classes) if classes else DIGITS
-        self.image_size, self.download, self.reading = image_size, download, reading
-        self.mean, self.std = (
-            (MEAN, STD) if mean is None and std is None and not (data_dir or train_csv) else (mean, std)
-        )
-        self.train_csv, self.test_csv = train_csv, test_csv
-        self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
+        self.shipped = not (data_dir or train_csv or test_csv)
+        _check_split(self.shipped, format, download, val_size, folds, fold)
+        classes = [str(name) for name in classes] if classes else None  # plain: checkpoints keep these settings
+        self.save_hyperparameters(ignore=("seed", "augment"))
+        self.classes = classes or (None if format == "image_folder" else DIGITS)
+        self.image_size, self.channels, self.reading = image_size, channels, reading
+        self.mean, self.std = (MEAN, STD) if self.shipped and mean is None and std is None else (mean, std)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         # seed=null: unseeded, so each run shuffles differently (from torch's unseeded generator).
         self.seed = int(torch.randint(2**31, ())) if seed is None else seed
-        self.split_seed = split_seed
         self.augment = dict(augment) if augment else None
-        self.resident_on_device = resident_on_device
         self.train_set = self.val_set = self.test_set = None
-
-    @staticmethod
-    def _check_val_size(val_size: int, train_count: int) -> None:
-        if val_size >= train_count:
-            raise ConfigError(
-                f"data.val_size={val_size} is not allowed: it must be smaller than the {train_count} training images."
-            )
-
-    @staticmethod
-    def _check_fold(folds: int, fold: Optional[int]) -> None:
-        if fold is None:
-            raise ConfigError(
-                f"data.fold=null is not allowed with data.folds={folds}: give data.fold=0..{folds - 1}, "
-                f"or train every fold: python train.py -m data.folds={folds} data.fold='range({folds})'"
-            )
-        if fold >= folds:
-            raise ConfigError(f"data.fold={fold} is not allowed: the folds are numbered 0..{folds - 1}")
 
     def split(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(validation, training) indices of ``count`` training images: fold ``fold`` of ``folds``, or val_size.
 
         Drawn with split_seed alone: the same folds for every run, whatever its training seed or rank.
         """
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed))
-        if self.folds is None:
-            self._check_val_size(self.val_size, count)
-            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
-        else:
-            parts = list(torch.tensor_split(order, self.folds))
-            val_idx, train_idx = parts.pop(self.fold), torch.cat(parts)
-        return val_idx.sort().values, train_idx.sort().values
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        if self.hparams.folds is not None:
+            parts = list(torch.tensor_split(order, self.hparams.folds))
+            return parts.pop(self.hparams.fold).sort().values, torch.cat(parts).sort().values
+        held = _count(self.hparams.val_size, count, "val_size")
+        return order[:held].sort().values, order[held:].sort().values
 
-    def load(self) -> dict[str, Optional[torch.Tensor]]:
-        if not (self.train_csv or self.test_csv):
-            data = load_shipped() if self.data_dir == SHIPPED_DIR else load_idx_folder(self.data_dir, self.download)
+    def load(self) -> Data:
+        hp = self.hparams
+        if self.shipped:
+            data = load_shipped()
+        elif hp.train_csv or hp.test_csv:
+            data = self._read_csvs()
+        elif hp.format == "image_folder":
+            data, self.classes = load_image_folder(Path(hp.data_dir), self.image_size, self.channels, self.classes)
         else:
-            train_x, train_y = (
-                read_image_csv(Path(self.train_csv), len(self.classes)) if self.train_csv else (None, None)
-            )
-            if self.train_csv and train_y is None:
-                raise DataError(f"{self.train_csv}: a training CSV needs a 'label' column first.")
-            test_x, test_y = read_image_csv(Path(self.test_csv), len(self.classes)) if self.test_csv else (None, None)
-            data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+            data = load_torchvision(Path(hp.data_dir), hp.download)
+        if data["test_x"] is None and data["train_x"] is not None and hp.format == "image_folder":
+            data = self._hold_out_test(data)
+        for key in ("train_x", "test_x"):  # IDX and CSV images are (N, H, W): one channel
+            if data[key] is not None:
+                data[key] = as_channels(data[key] if data[key].dim() == 4 else data[key].unsqueeze(1), self.channels)
         self._check_fits(data)
         return data
 
-    def _check_fits(self, data: dict[str, Optional[torch.Tensor]]) -> None:
+    def _read_csvs(self) -> Data:
+        hp, data = self.hparams, {}
+        for part, path in (("train", hp.train_csv), ("test", hp.test_csv)):
+            data[f"{part}_x"], data[f"{part}_y"] = (
+                read_image_csv(Path(path), len(self.classes)) if path else (None,) * 2
+            )
+        if hp.train_csv and data["train_y"] is None:
+            raise DataError(f"{hp.train_csv}: a training CSV needs a 'label' column first.")
+        return data
+
+    def _hold_out_test(self, data: Data) -> Data:
+        """A test set of ``test_size`` of the training images, for data that has none (no test/ folder)."""
+        x, y = data["train_x"], data["train_y"]
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.hparams.split_seed + 1))
+        held = _count(self.hparams.test_size, len(y), "test_size")
+        test, train = order[:held], order[held:]
+        return {"train_x": x[train], "train_y": y[train], "test_x": x[test], "test_y": y[test]}
+
+    def _check_fits(self, data: Data) -> None:
         """The images are image_size square and every label names one of the classes."""
-        where = self.train_csv or self.test_csv or self.data_dir
+        where = self.hparams.train_csv or self.hparams.test_csv or self.hparams.data_dir or "the shipped MNIST"
         for part in ("train", "test"):
             images, labels = data[f"{part}_x"], data[f"{part}_y"]
-            if images is not None and tuple(images.shape[1:]) != (self.image_size, self.image_size):
+            if images is not None and tuple(images.shape[2:]) != (self.image_size, self.image_size):
                 raise DataError(
-                    f"{where}: the {part} images are {'x'.join(map(str, images.shape[1:]))} pixels, not "
+                    f"{where}: the {part} images are {'x'.join(map(str, images.shape[2:]))} pixels, not "
                     f"{self.image_size}x{self.image_size}; set data.image_size to their size."
                 )
             if labels is not None and len(labels) and int(labels.max()) >= len(self.classes):
@@ -150,20 +145,26 @@ class ImageDataModule(L.LightningDataModule):
             self.mean = round(float(pixels.mean()), 4) if self.mean is None else self.mean
             self.std = round(float(pixels.std()), 4) if self.std is None else self.std
             if self.std == 0:  # normalising would divide by zero: every loss NaN, the run stopped at step 0
-                where = self.train_csv or self.data_dir
                 raise DataError(
-                    f"{where}: every training pixel is {self.mean:g} (std 0): there is nothing to learn from; "
-                    "check the files, or set data.std if the images are meant to be this way."
+                    f"{self.hparams.train_csv or self.hparams.data_dir}: every training pixel is {self.mean:g} "
+                    "(std 0): there is nothing to learn from; check the files, or set data.std if they are meant "
+                    "to be this way."
                 )
 
     def setup(self, stage: Optional[str] = None) -> None:
-        if self.train_set is not None or self.test_set is not None:
-            return
-        data = self.load()
+        if self.train_set is None and self.test_set is None:
+            self._read()
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         # auto: on a GPU, since the whole uint8 MNIST is 55 MB; elsewhere it is where it would be copied to.
-        if self.resident_on_device is True or (self.resident_on_device == "auto" and device.type == "cuda"):
-            data = {k: v.to(device) if v is not None else None for k, v in data.items()}
+        if self.hparams.resident_on_device is True or (
+            self.hparams.resident_on_device == "auto" and device.type == "cuda"
+        ):
+            for name in ("train_set", "val_set", "test_set"):
+                if getattr(self, name) is not None:
+                    setattr(self, name, getattr(self, name).to(device))
+
+    def _read(self) -> None:
+        data = self.load()
         if data["test_x"] is not None and data["test_y"] is not None:
             self.test_set = TensorBatches(data["test_x"], data["test_y"])
         x, y = data["train_x"], data["train_y"]
@@ -174,7 +175,9 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = TensorBatches(x[train_idx], y[train_idx])
         self.val_set = TensorBatches(x[val_idx], y[val_idx]) if len(val_idx) else None
 
-    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Optional[TensorBatches], batch_size: int, shuffle: bool) -> list | DataLoader:
+        if dataset is None:
+            return []  # Lightning's "no loader": nothing to validate or test
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = IndexBatchSampler(len(dataset), batch_size, shuffle, self.seed, rank, world, dataset.images.device)
@@ -182,35 +185,65 @@ class ImageDataModule(L.LightningDataModule):
         # No pin_memory: page-locking every batch cost 5.7 ms on an H100; resident data needs no copy.
         return DataLoader(dataset, sampler=sampler, batch_size=None)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> list | DataLoader:
         if self.train_set is None:
             raise DataError("There is no training data: give data.train_csv, or use an IDX dataset (data=mnist).")
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> list:
-        return [self._loader(self.val_set, self.eval_batch_size, shuffle=False)] if self.val_set else []
+    def val_dataloader(self) -> list | DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        if self.test_set is None:
-            raise DataError(
-                "There is no labelled test set: give data.test_csv with a 'label' column, or use data=mnist."
-            )
+    def test_dataloader(self) -> list | DataLoader:
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1], augmented when training; labels pass through."""
+        """uint8 (B, C, H, W) -> floats in [0, 1], augmented when training; labels pass through."""
         images, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
         if images.dtype != torch.uint8:  # already floats (an example input, a user's images)
             return batch
-        x = to_unit(images.unsqueeze(1))
+        x = to_unit(images)
         if self.augment and self.trainer is not None and self.trainer.training:
             x = random_distortion(x, self.augment)
         return x if labels is None else (x, labels)
 
 
-def data_of_run(run_config: Optional[dict], data_dir: Optional[str] = None) -> ImageDataModule:
-    """The data a run trained on (its config's ``data``; the shipped MNIST for a checkpoint without one), read
-    and ready to test; ``data_dir`` replaces its folder."""
+def _check_split(shipped: bool, format: str, download: Optional[str], val_size: int | float, *folding: Any) -> None:
+    """The settings' rules across each other, before any file is read."""
+    if shipped and (download not in (None, "MNIST") or format != "idx"):
+        what = f"data.download={download}" if format == "idx" else f"data.format={format}"
+        raise ConfigError(
+            f"data.data_dir=null is not allowed with {what}: the shipped copy is MNIST; give the folder of the "
+            "data (data.data_dir=...)."
+        )
+    if folding[0] is not None:
+        _check_fold(*folding)
+    elif shipped:
+        _count(val_size, TRAIN_COUNT, "val_size")
+
+
+def _check_fold(folds: int, fold: Optional[int]) -> None:
+    if fold is None:
+        raise ConfigError(
+            f"data.fold=null is not allowed with data.folds={folds}: give data.fold=0..{folds - 1}, "
+            f"or train every fold: python train.py -m data.folds={folds} data.fold='range({folds})'"
+        )
+    if fold >= folds:
+        raise ConfigError(f"data.fold={fold} is not allowed: the folds are numbered 0..{folds - 1}")
+
+
+def _count(size: int | float, count: int, key: str) -> int:
+    """``size`` images (or that share of ``count``), refused when it leaves none to train on."""
+    held = round(size * count) if isinstance(size, float) else size
+    if held >= count:
+        raise ConfigError(
+            f"data.{key}={size} is not allowed: it must be smaller than the {count} training images (or a share)."
+        )
+    return held
+
+
+def data_of_run(run_config: Optional[dict], data_dir: Optional[str] = None) -> L.LightningDataModule:
+    """The data a run trained on (its config's ``data``; the shipped MNIST for a checkpoint without one), set up to
+    test; ``data_dir`` replaces its folder."""
     from mnist_lab.building import build
 
     conf = dict((run_config or {}).get("data") or {"_target_": f"{__name__}.ImageDataModule"})
@@ -218,5 +251,6 @@ def data_of_run(run_config: Optional[dict], data_dir: Optional[str] = None) -> I
         conf["data_dir"] = data_dir
     conf.pop("resident_on_device", None)  # read on the CPU: there is no trainer
     datamodule = build(conf, where="data")
+    datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule

@@ -1,12 +1,17 @@
-"""MNIST itself: the copy shipped in the package and its checksums, its image size, classes and statistics."""
+"""MNIST itself: the copy shipped in the package and its checksums, its image size, classes and statistics; and the
+IDX datasets of its followers, read by torchvision's own classes."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from pathlib import Path
+from typing import Optional
 
 import torch
+import torchvision.datasets
 
-from mnist_lab.data.idx import load_idx_folder
+from mnist_lab.errors import DataError
 
 # The four official files, shipped inside the package: found wherever it is installed.
 SHIPPED_DIR = Path(__file__).parent / "mnist_files"
@@ -16,12 +21,12 @@ CLASSES = len(DIGITS)
 # Training-set pixel statistics (of values in [0, 1]); the models normalise with them.
 MEAN, STD = 0.1307, 0.3081
 TRAIN_COUNT = 60_000
-# MD5s of the *uncompressed* official files (the .gz wrappers may differ): they guard the shipped copy.
+# MD5s of the *uncompressed* official files: the shipped .gz wrappers are not torchvision's, whose MD5s differ.
 MD5S = {
-    "train_images": "6bbc9ace898e44ae57da46a324031adb",
-    "train_labels": "a25bea736e30d166cdddb491f175f624",
-    "test_images": "2646ac647ad5339dbf082846283269ea",
-    "test_labels": "27ae3e4e09519cfbb04c329615203637",
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 
 
@@ -30,6 +35,45 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255)
 
 
+def _shipped(name: str) -> torch.Tensor:
+    """One shipped file, decompressed in memory and checked against its MD5: images (N, 28, 28) or labels (N,)."""
+    path = SHIPPED_DIR / f"{name}.gz"
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read or decompress ({err}); reinstall the package.") from None
+    if hashlib.md5(raw).hexdigest() != MD5S[name]:
+        raise DataError(f"{path}: its MD5 differs from the official file's; the file is corrupted. Reinstall.")
+    if "images" in name:
+        return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=16).view(-1, SIDE, SIDE)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=8).long()
+
+
 def load_shipped() -> dict[str, torch.Tensor]:
     """The shipped MNIST's four tensors (train_x, train_y, test_x, test_y), each file checked against its MD5."""
-    return load_idx_folder(SHIPPED_DIR, md5s=MD5S)
+    return {
+        "train_x": _shipped("train-images-idx3-ubyte"),
+        "train_y": _shipped("train-labels-idx1-ubyte"),
+        "test_x": _shipped("t10k-images-idx3-ubyte"),
+        "test_y": _shipped("t10k-labels-idx1-ubyte"),
+    }
+
+
+def load_torchvision(root: Path, name: Optional[str]) -> dict[str, torch.Tensor]:
+    """The four tensors of torchvision's IDX dataset class ``name`` (MNIST, FashionMNIST, KMNIST, EMNIST's digits)
+    in its own layout, ``root/<name>/raw/``, with its own checks, and fetched by it when missing; ``name`` None:
+    a user's own files in MNIST's place, never fetched."""
+    kind = getattr(torchvision.datasets, name or "MNIST")
+    extra = {"split": "digits"} if kind is torchvision.datasets.EMNIST else {}
+    try:
+        train, test = (kind(str(root), train=train, download=name is not None, **extra) for train in (True, False))
+    except Exception as err:  # noqa: BLE001 - torchvision raises its own mix for missing, damaged and unreachable
+        where = root / kind.__name__ / "raw"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"{where}: torchvision's {kind.__name__} cannot read its IDX files ({reason}); put the four files there, "
+            "uncompressed" + (", or let it download them (a network)." if name else ".")
+        ) from None
+    # EMNIST's files hold each image transposed (torchvision's docs): turned to MNIST's orientation.
+    images = [part.data.transpose(1, 2) if extra else part.data for part in (train, test)]
+    return {"train_x": images[0], "train_y": train.targets.long(), "test_x": images[1], "test_y": test.targets.long()}

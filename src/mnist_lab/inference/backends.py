@@ -1,4 +1,5 @@
-"""The network a checkpoint holds, run by torch or by onnxruntime: images (N, side, side) in [0, 1] -> probabilities."""
+"""The network a checkpoint holds, run by torch or by onnxruntime: images (N, C, side, side) in [0, 1] ->
+probabilities."""
 
 from __future__ import annotations
 
@@ -20,10 +21,9 @@ CHUNK = 1000  # images a call: the 10k test set never sits in memory as one acti
 
 
 def export_onnx(model: ImageClassifier, file: str | Path | io.BytesIO) -> None:
-    """The classifier in fp32 as ONNX: any batch size, images (N, 1, side, side) in [0, 1] (normalised in the graph)."""
+    """The classifier in fp32 as ONNX: any batch size, images (N, C, side, side) in [0, 1] (normalised in the graph)."""
     model = model.float().eval()
-    side = model.hparams.image_size
-    example = torch.zeros(1, 1, side, side)
+    example = model.example_input_array[:1]
     with tempfile.TemporaryDirectory() as tmp:  # Lightning's to_onnx writes a path, never a buffer
         path = Path(tmp) / "model.onnx" if isinstance(file, io.BytesIO) else Path(file)
         model.to_onnx(
@@ -45,8 +45,6 @@ class Network:
 
     def __init__(self, model: ImageClassifier) -> None:
         self.model = model
-        # How a user's picture is read (inference.reading): as its training data's; digits before checkpoints said.
-        self.reading = ((model.run_config or {}).get("data") or {}).get("reading", "digits")
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(images).softmax(-1)
@@ -55,7 +53,7 @@ class Network:
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if not len(images):
             return torch.empty(0, len(self.model.classes))
-        return torch.cat([self.model(chunk[:, None]).float() for chunk in images.split(CHUNK)])
+        return torch.cat([self.model(chunk).float() for chunk in images.split(CHUNK)])
 
 
 class OnnxNetwork(Network):
@@ -78,7 +76,7 @@ class OnnxNetwork(Network):
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if not len(images):
             return torch.empty(0, len(self.model.classes))
-        x = images[:, None].numpy().astype(np.float32)
+        x = images.numpy().astype(np.float32)
         logits = [self.session.run(None, {"images": chunk})[0] for chunk in np.array_split(x, -(-len(x) // CHUNK))]
         return torch.from_numpy(np.concatenate(logits))
 

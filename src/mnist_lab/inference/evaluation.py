@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import lightning as L
 import torch
 from omegaconf import DictConfig, ListConfig
 from pydantic import ConfigDict
 from typing_extensions import NotRequired, TypedDict
 
 from mnist_lab.building import build
+from mnist_lab.data.contract import batches, loader
 from mnist_lab.data.datamodule import data_of_run
-from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import ConfigError, require
 from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
@@ -81,7 +82,7 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict:
     """Test one checkpoint; metrics.json and the test figures go to the run folder."""
     model = load_classifier(path)
     log.info(trained_with(model.run_config))
-    datamodule = build(cfg.data) if cfg.get("data") else data_of_run(model.run_config)
+    datamodule = test_data(cfg, model.run_config)
     figures = TestFigures(cfg.output_dir)
     loggers = instantiate_loggers(cfg)
     hide_known_noise()
@@ -115,33 +116,36 @@ def log_report(report: list[dict[str, Any]]) -> None:
         )
 
 
+def test_data(cfg: DictConfig, run_config: Optional[dict]) -> L.LightningDataModule:
+    """The data to test on: ``data=...`` when chosen, else the checkpoint's own; refused without a test set."""
+    if cfg.get("data"):
+        datamodule = build(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("test")
+    else:
+        datamodule = data_of_run(run_config)
+    if loader(datamodule, "test") is None:
+        raise ConfigError(f"there is nothing to test on: {type(datamodule).__name__} has no test_dataloader.")
+    return datamodule
+
+
 @torch.inference_mode()
-def probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax of ``model`` over uint8 ``images`` (N, 28, 28), in batches."""
-    batches = [to_unit(images[i : i + batch_size].unsqueeze(1)) for i in range(0, len(images), batch_size)]
-    return torch.cat([model(x).softmax(1) for x in batches])
-
-
 def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict:
     """Test several checkpoints (a setting's folds) alone and as one model, the mean of their softmax."""
     models = [load_classifier(path) for path in paths]
-    if cfg.get("data"):
-        datamodule = build(cfg.data)
-        datamodule.setup("test")
-    else:
-        datamodule = data_of_run(models[0].run_config)
-    test = datamodule.test_set
-    probs = torch.stack([probabilities(m, test.images, datamodule.eval_batch_size) for m in models])
-    single = [float((p.argmax(1) == test.labels).float().mean()) for p in probs]
-    ensemble = float((probs.mean(0).argmax(1) == test.labels).float().mean())
+    datamodule = test_data(cfg, models[0].run_config)
+    parts = [(torch.stack([m(x).softmax(1) for m in models]), y) for x, y in batches(datamodule, "test")]
+    probs, labels = torch.cat([p for p, _ in parts], 1), torch.cat([y for _, y in parts])
+    single = [float((p.argmax(1) == labels).float().mean()) for p in probs]
+    ensemble = float((probs.mean(0).argmax(1) == labels).float().mean())
     result = {"checkpoints": [str(Path(p).resolve()) for p in paths], "test_acc": ensemble, "single_test_acc": single}
-    result["images"] = len(test.labels)
+    result["images"] = len(labels)
     Path(cfg.output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
     for path, acc in zip(paths, single):
         log.info(f"{path}: test_acc {100 * acc:.2f} %")
     mean = sum(single) / len(single)
     log.info(
-        f"Ensemble of {len(paths)} (mean softmax): test_acc {100 * ensemble:.2f} % on {len(test.labels)} images"
+        f"Ensemble of {len(paths)} (mean softmax): test_acc {100 * ensemble:.2f} % on {len(labels)} images"
         f" (single models: mean {100 * mean:.2f} %, best {100 * max(single):.2f} %)"
     )
     return result

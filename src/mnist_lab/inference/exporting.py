@@ -10,9 +10,9 @@ from omegaconf import DictConfig
 from pydantic import ConfigDict
 from typing_extensions import TypedDict
 
+from mnist_lab.data.contract import tensors
 from mnist_lab.data.datamodule import data_of_run
-from mnist_lab.data.mnist import to_unit
-from mnist_lab.errors import require
+from mnist_lab.errors import ConfigError, require
 from mnist_lab.inference.backends import Network, OnnxNetwork, export_onnx
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
@@ -56,9 +56,10 @@ def export(cfg: DictConfig) -> dict:
     result = {"checkpoint": str(Path(path).resolve()), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size}
     log.info(f"Wrote {onnx_path} ({result['bytes'] / 1e6:.1f} MB, fp32, any batch size, images in [0, 1])")
     if cfg.check:
-        test = data_of_run(model.run_config, cfg.data_dir).test_set
-        images, labels = to_unit(test.images), test.labels
-        result |= compare(Network(model), OnnxNetwork(model, onnx_path), images, labels)
+        test = tensors(data_of_run(model.run_config, cfg.data_dir), "test")
+        if test is None:
+            raise ConfigError("check=true needs test images: the checkpoint's data has none; give check=false.")
+        result |= compare(Network(model), OnnxNetwork(model, onnx_path), *test)
         log.info(
             f"onnxruntime on the {result['images']} test images: {result['predictions_differ']} predictions differ "
             f"from torch, largest logit difference {result['max_logit_difference']:.1e}, "

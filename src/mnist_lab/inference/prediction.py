@@ -13,6 +13,7 @@ from pydantic import ConfigDict, NonNegativeInt, PositiveInt
 from torchvision.utils import save_image
 from typing_extensions import TypedDict
 
+from mnist_lab.data.contract import tensors
 from mnist_lab.data.datamodule import data_of_run
 from mnist_lab.data.kaggle_csv import read_image_csv, write_submission
 from mnist_lab.data.mnist import to_unit
@@ -142,20 +143,19 @@ def predict_files(network: Network, inputs: Iterable[str], max_pixels: int, save
 def predict_test_images(network: Network, indices: list[int], data_dir: Optional[str], out: Path) -> list[Row]:
     """Test images of the checkpoint's data (in ``data_dir`` if given) by index, each with its true class and
     saved, enlarged, in ``out``."""
-    test = data_of_run(network.model.run_config, data_dir).test_set
+    test = tensors(data_of_run(network.model.run_config, data_dir), "test", max(indices, default=0) + 1)
     if test is None:
         raise ConfigError("test_index needs a labelled test set: the checkpoint's data has none.")
-    classes, rows = network.model.classes, []
+    (images, labels), classes, rows = test, network.model.classes, []
     for i in indices:
-        if i >= len(test.labels):
-            rows.append(_failed(f"test[{i}]", f"the test set has images 0..{len(test.labels) - 1}"))
+        if i >= len(labels):
+            rows.append(_failed(f"test[{i}]", f"the test set has images 0..{len(labels) - 1}"))
             continue
-        x = to_unit(test.images[i])
-        probs = network.probabilities(x[None])[0]
+        probs = network.probabilities(images[i : i + 1])[0]
         image = out / f"test_{i}.png"
-        save_image(F.interpolate(x[None, None], scale_factor=SHOWN_SCALE), image)
+        save_image(F.interpolate(images[i : i + 1], scale_factor=SHOWN_SCALE), image)
         log.info(
-            f"test image {i}: true {classes[int(test.labels[i])]}, predicted {classes[int(probs.argmax())]}"
+            f"test image {i}: true {classes[int(labels[i])]}, predicted {classes[int(probs.argmax())]}"
             f"   (top 3  {top3(probs, classes)}); saved {image}"
         )
         rows.append(_row(f"test[{i}]", probs, classes))
@@ -164,7 +164,7 @@ def predict_test_images(network: Network, indices: list[int], data_dir: Optional
 
 def predict_kaggle_csv(network: Network, path: Path, out: Path) -> None:
     images, _ = read_image_csv(path)
-    labels = network.probabilities(to_unit(images)).argmax(-1)
+    labels = network.probabilities(to_unit(images.unsqueeze(1))).argmax(-1)
     write_submission(labels, out / "submission.csv")
     log.info(f"{path}: {len(labels)} digits -> {out / 'submission.csv'}")
 

@@ -19,6 +19,7 @@ from typing_extensions import Required, TypedDict
 
 from mnist_lab.building import build
 from mnist_lab.data import mnist
+from mnist_lab.data.contract import READINGS
 from mnist_lab.errors import CheckpointError, ConfigError
 from mnist_lab.migration import migrate
 
@@ -47,16 +48,15 @@ class Scheduler(TypedDict, total=False):
 
 
 # What a network may take from the data, torchvision's way (num_classes), when its config does not set it.
-DATA_ARGUMENTS = ("num_classes", "image_size")
+DATA_ARGUMENTS = ("num_classes", "image_size", "in_channels")
 
 
-def _data_arguments(net: dict, num_classes: int, image_size: int) -> dict[str, int]:
-    """``num_classes`` and ``image_size`` for a network class that takes them and whose config leaves them out."""
+def _data_arguments(net: dict, given: dict[str, int]) -> dict[str, int]:
+    """The ``given`` DATA_ARGUMENTS that the network class takes and its config leaves out."""
     try:
         parameters = inspect.signature(get_class(net["_target_"])).parameters
     except Exception:  # noqa: BLE001 - an unknown class is named by build() in its own words
         return {}
-    given = {"num_classes": num_classes, "image_size": image_size}
     return {key: given[key] for key in DATA_ARGUMENTS if key in parameters and key not in net}
 
 
@@ -135,10 +135,12 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: Share = 0.0,
         classes: Optional[list[str]] = None,  # by label; None (checkpoints from before): the digits 0-9
         image_size: PositiveInt = mnist.SIDE,
-        # Part of the model, so a checkpoint carries its preprocessing; train.py passes the data's. None: the
-        # training images' own, computed by the data module and filled in at setup.
-        mean: Optional[float] = mnist.MEAN,
-        std: Optional[PositiveFloat] = mnist.STD,
+        channels: PositiveInt = 1,
+        # Part of the model, so a checkpoint carries its preprocessing; train.py passes the data's
+        # (data.contract.data_facts): how a picture is read, and the statistics its pixels are normalised with.
+        mean: float = mnist.MEAN,
+        std: PositiveFloat = mnist.STD,
+        reading: Literal[READINGS] = "digits",  # type: ignore[valid-type]
         channels_last: bool = False,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
@@ -148,9 +150,10 @@ class ImageClassifier(L.LightningModule):
         self.save_hyperparameters(logger=False)
         self.hparams.classes = classes
         # A refused argument raises its UserError, also from a checkpoint.
-        self.net = build(net, where="model.net", **_data_arguments(net, len(classes), image_size))
+        given = {"num_classes": len(classes), "image_size": image_size, "in_channels": channels}
+        self.net = build(net, where="model.net", **_data_arguments(net, given))
         # For the model graph and summary; two images because batch norm refuses one in training mode.
-        self.example_input_array = torch.zeros(2, 1, image_size, image_size)
+        self.example_input_array = torch.zeros(2, channels, image_size, image_size)
         _check_outputs(self.net, self.example_input_array, len(classes))
         if channels_last:  # NHWC: oneDNN's and cuDNN's fast convolution layout (~10 % faster CNN epochs on CPU)
             self.net.to(memory_format=torch.channels_last)
@@ -166,18 +169,8 @@ class ImageClassifier(L.LightningModule):
     def classes(self) -> list[str]:
         return self.hparams.classes
 
-    def setup(self, stage: str) -> None:
-        """Normalise with the data's statistics where the config gave none (the data module has computed them)."""
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        for key in ("mean", "std"):
-            if self.hparams[key] is None:
-                value = getattr(data, key, None)
-                if value is None:
-                    raise ConfigError(f"model.{key}=null needs data whose {key} is known; give model.{key}.")
-                self.hparams[key] = value
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for images ``x`` of shape (B, 1, image_size, image_size) with values in [0, 1]."""
+        """Logits for images ``x`` of shape (B, channels, image_size, image_size) with values in [0, 1]."""
         x = (x - self.hparams.mean) / self.hparams.std
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -263,16 +256,21 @@ class ImageClassifier(L.LightningModule):
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         make_scheduler = build(self.hparams.scheduler)
-        extra = {}
-        # OneCycleLR and friends need the run's length, which only the trainer knows.
-        if "total_steps" in inspect.signature(make_scheduler).parameters:
-            steps = self.trainer.estimated_stepping_batches
-            extra["total_steps"] = int(steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs)
-        scheduler = make_scheduler(optimizer, **extra)
+        scheduler = make_scheduler(optimizer, **self._run_length(make_scheduler))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
         }
+
+    def _run_length(self, make_scheduler: Any) -> dict[str, Any]:
+        """``total_steps`` for a schedule that spans the run (OneCycleLR), which only the trainer knows. A warm-up
+        of one step or less is left out: torch would divide by its length (ZeroDivisionError) in a run that short."""
+        if "total_steps" not in inspect.signature(make_scheduler).parameters:
+            return {}
+        by_step = self.hparams.scheduler_interval == "step"
+        steps = max(1, int(self.trainer.estimated_stepping_batches if by_step else self.trainer.max_epochs))
+        warmup = make_scheduler.keywords.get("pct_start", 0.3)  # OneCycleLR's default
+        return {"total_steps": steps} | ({"pct_start": 0.0} if 0 < warmup * steps <= 1 else {})
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -299,7 +297,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> ImageClassifier:
     """Rebuild a trained classifier from its checkpoint alone."""
     ckpt = read_checkpoint(path, map_location)
-    model = ImageClassifier(**ckpt["hyper_parameters"])
+    hparams = ckpt["hyper_parameters"]
+    # How pictures were read before checkpoints said it themselves: as their run's data said.
+    hparams.setdefault("reading", ((ckpt.get(CONFIG_KEY) or {}).get("data") or {}).get("reading", "digits"))
+    model = ImageClassifier(**hparams)
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = ckpt.get(CONFIG_KEY)  # None in checkpoints saved before they carried it
     return model.eval()

@@ -1,6 +1,7 @@
-"""The four networks. Each takes (B, 1, image_size, image_size) normalised images and returns (B, num_classes) logits.
+"""The four networks. Each takes (B, in_channels, image_size, image_size) normalised images and returns
+(B, num_classes) logits.
 
-``num_classes`` (torchvision's name) and ``image_size`` are filled in from the data by the classifier
+``num_classes`` (torchvision's name), ``image_size`` and ``in_channels`` are filled in from the data by the classifier
 (``models.classifier.DATA_ARGUMENTS``), so a network's config never repeats them.
 """
 
@@ -26,9 +27,10 @@ class CNN(nn.Sequential):
         tutorial_init: bool = False,
         num_classes: PositiveInt = CLASSES,
         image_size: PositiveInt = SIDE,
+        in_channels: PositiveInt = 1,
     ) -> None:
         super().__init__(
-            nn.Conv2d(1, 32, 5, padding=2),
+            nn.Conv2d(in_channels, 32, 5, padding=2),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5, padding=2),
@@ -66,13 +68,14 @@ class DeepCNN(nn.Sequential):
         width: Annotated[float, Field(gt=0)] = 1.0,  # multiplies every layer's channels
         num_classes: PositiveInt = CLASSES,
         image_size: Annotated[int, Field(ge=13)] = SIDE,  # the least that leaves the last convolution a pixel
+        in_channels: PositiveInt = 1,
     ) -> None:
         a, b, c = (max(1, round(n * width)) for n in (32, 64, 128))
         # The last convolution spans what the others leave, one c-vector per image (4x4 of 28x28): each block
         # takes 4 pixels (two unpadded 3x3), then halves, rounding up (5x5, stride 2, padding 2).
         last = ((image_size - 4 + 1) // 2 - 4 + 1) // 2
         super().__init__(
-            *_conv_bn(1, a, 3),
+            *_conv_bn(in_channels, a, 3),
             *_conv_bn(a, a, 3),
             *_conv_bn(a, a, 5, stride=2, padding=2),
             nn.Dropout(dropout),
@@ -90,8 +93,10 @@ class DeepCNN(nn.Sequential):
 class LogReg(nn.Sequential):
     """Softmax (multinomial logistic) regression: 784 -> 10 (7,850 parameters)."""
 
-    def __init__(self, num_classes: PositiveInt = CLASSES, image_size: PositiveInt = SIDE) -> None:
-        super().__init__(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
+    def __init__(
+        self, num_classes: PositiveInt = CLASSES, image_size: PositiveInt = SIDE, in_channels: PositiveInt = 1
+    ) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(in_channels * image_size * image_size, num_classes))
 
 
 class MLP(nn.Sequential):
@@ -104,9 +109,10 @@ class MLP(nn.Sequential):
         dropout: Dropout = 0.0,
         num_classes: PositiveInt = CLASSES,
         image_size: PositiveInt = SIDE,
+        in_channels: PositiveInt = 1,
     ) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
-        width = image_size * image_size
+        width = in_channels * image_size * image_size
         for size in [hidden] if isinstance(hidden, int) else hidden:
             layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
             if dropout:

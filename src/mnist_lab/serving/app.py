@@ -56,9 +56,10 @@ def model_facts(network: Network, ckpt_path: Path) -> dict[str, Any]:
 
 
 def seen_png(seen: torch.Tensor) -> str:
-    """The 28x28 the network saw as a PNG data URL, ink white (~400 bytes: a list of 784 levels cost the
-    server more to write than the network to read it)."""
-    _, png = cv2.imencode(".png", (seen * 255).round().byte().numpy())
+    """The (C, side, side) image the network saw as a PNG data URL (~400 bytes for a digit: a list of 784 levels
+    cost the server more to write than the network to read it)."""
+    pixels = (seen * 255).round().byte().permute(1, 2, 0).numpy()
+    _, png = cv2.imencode(".png", pixels[..., ::-1] if pixels.shape[-1] == 3 else pixels)  # OpenCV writes BGR
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
 
 

@@ -138,6 +138,7 @@ def _database(url: str) -> optuna.storages.RDBStorage:
 def open_storage(storage: Any) -> Any:
     """A URL Optuna opens (``sqlite:///...``, ``postgresql://...``), a journal file's path, or a ``_target_``."""
     if isinstance(storage, (dict, DictConfig)):
+        check_arguments(storage, "hydra.sweeper.storage")  # the sweeper's settings are not the run's: checked here
         return build(storage)
     if str(storage).startswith("sqlite:///"):  # SQLite makes the file, not its folder
         Path(str(storage).removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,7 @@ def open_storage(storage: Any) -> Any:
 
 def build_part(sweeper: DictConfig, part: str) -> Any:
     """The sweeper's ``sampler`` or ``pruner``, or one line naming it when Optuna has no such class."""
+    check_arguments(sweeper[part], f"hydra.sweeper.{part}")  # the sweeper's settings are not the run's
     try:
         return build(sweeper[part])
     except InstantiationException as err:

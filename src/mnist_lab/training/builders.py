@@ -49,16 +49,13 @@ def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
 NO_VAL_CHECKPOINT = "epoch{epoch:02d}"  # ModelCheckpoint's filename when there is no validation
 
 
-def validates(cfg: DictConfig) -> bool:
-    """Whether a run validates at all: a validation set, and batches of it to run."""
-    has_val = bool(cfg.data.get("folds")) or cfg.data.val_size > 0  # k-fold: the fold is the validation set
-    return has_val and cfg.trainer.get("limit_val_batches") not in (0, 0.0)
-
-
-def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), **kwargs: Any) -> L.Trainer:
-    """The Trainer of ``cfg.trainer`` with the configured callbacks, then ``extra_callbacks``, and the loggers."""
+def build_trainer(
+    cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), validates: bool = True, **kwargs: Any
+) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured callbacks, then ``extra_callbacks``, and the loggers;
+    ``validates``: whether the data has validation batches."""
     callbacks = [*instantiate_callbacks(cfg), *extra_callbacks]
-    if not validates(cfg):
+    if not validates or cfg.trainer.get("limit_val_batches") in (0, 0.0):
         # Nothing to monitor: keep the last epoch's checkpoint, named without a val_acc it does not have.
         for cb in callbacks:
             if isinstance(cb, ModelCheckpoint):

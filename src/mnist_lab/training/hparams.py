@@ -28,8 +28,8 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
         "dropout": model.net.get("dropout", 0.0),
         "label_smoothing": model.get("label_smoothing", 0.0),
         "max_epochs": cfg.trainer.max_epochs,
-        "batch_size": cfg.data.batch_size,
-        "augment": bool(cfg.data.augment),
+        "batch_size": cfg.data.get("batch_size", "none"),  # a user's DataModule may have neither
+        "augment": bool(cfg.data.get("augment")),
         "seed": cfg.seed if cfg.get("seed") is not None else "none",
         "precision": str(cfg.trainer.precision),
     }

@@ -15,8 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.building import build
-from mnist_lab.data.datamodule import ImageDataModule
-from mnist_lab.data.mnist import to_unit
+from mnist_lab.data.contract import data_facts, loader, tensors
 from mnist_lab.errors import ConfigError
 from mnist_lab.hardware import gpu_for_job
 from mnist_lab.hydra_job import in_sweep, job_overrides, parallel_job
@@ -41,45 +40,37 @@ log = get_logger(__name__)
 TIMED_IMAGES = 1000  # images a run's inference speed is timed on (ms_per_image)
 
 
-def check(cfg: DictConfig) -> None:
-    """Refuse the settings, or the checkpoint to start from, before anything is written, seeded or built."""
+def check(cfg: DictConfig) -> L.LightningDataModule:
+    """Refuse the settings, or the checkpoint to start from, before anything is written or seeded, and build the
+    data module (its own checks across its settings); it reads nothing yet."""
     validate_run(cfg)
-    build(cfg.data)  # the data module's own checks across its settings (val_size, fold); it reads nothing yet
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path)  # refused now, not after the data is read and the Trainer built
+    return build(cfg.data)
 
 
-def data_facts(model: DictConfig, datamodule: ImageDataModule) -> dict[str, Any]:
-    """What the model takes from the data where its config is silent: the class names, image size, mean and std."""
-    facts = {key: getattr(datamodule, key) for key in ("classes", "image_size", "mean", "std")}
-    return {key: value for key, value in facts.items() if model.get(key) is None}
-
-
-def prepare(cfg: DictConfig, checked: bool = False) -> tuple[ImageDataModule, ImageClassifier]:
-    """Check the settings (unless ``checked`` already), seed, and build the data and the model; nothing is read or
-    trained yet."""
-    if not checked:
-        check(cfg)
+def prepare(cfg: DictConfig, datamodule: L.LightningDataModule) -> ImageClassifier:
+    """Seed, read the data's facts (one training batch) and build the model of them; nothing is trained yet."""
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    datamodule = build(cfg.data)
-    model = build(cfg.model, **data_facts(cfg.model, datamodule))
+    facts = data_facts(datamodule)
+    model = build(cfg.model, **{key: value for key, value in facts.items() if cfg.model.get(key) is None})
     model.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in its checkpoints
     # The summary table rounds to "3.3 M"; the exact count is what the tutorials quote.
     log.info(f"{type(model.net).__name__}: {sum(p.numel() for p in model.net.parameters()):,} parameters")
-    return datamodule, model
+    return model
 
 
 def _test(
-    cfg: DictConfig, trainer: L.Trainer, model: ImageClassifier, datamodule: ImageDataModule, best: Optional[str]
+    cfg: DictConfig, trainer: L.Trainer, model: ImageClassifier, datamodule: L.LightningDataModule, best: Optional[str]
 ) -> dict[str, float]:
-    """Test the ``best`` checkpoint (None: the final weights) when the run tests and has a labelled test set."""
+    """Test the ``best`` checkpoint (None: the final weights) when the run tests and the data has a test set."""
     if not cfg.get("test"):
         return {}
-    if datamodule.test_set is None:
-        log.info("Not tested: there is no labelled test set (data.test_csv with a 'label' column).")
+    if loader(datamodule, "test") is None:
+        log.info(f"Not tested: {type(datamodule).__name__} has no test data (test_dataloader).")
         return {}
     trainer.test(model, datamodule=datamodule, ckpt_path=best)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -95,15 +86,18 @@ def reached(model: ImageClassifier) -> dict[str, float]:
 
 
 def train(
-    cfg: DictConfig, callbacks: Sequence[Callback] = (), checked: bool = False
+    cfg: DictConfig, callbacks: Sequence[Callback] = (), datamodule: Optional[L.LightningDataModule] = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit, then test the best checkpoint, with the configured callbacks and ``callbacks``.
+    """Fit, then test the best checkpoint, with the configured callbacks and ``callbacks``; ``datamodule``: the
+    one ``check`` built (by default checked and built here).
 
     Returns ``(metrics, objects)``: the run's metrics, and its cfg, datamodule, model, trainer,
     epochs and best checkpoint (None without one).
     """
-    datamodule, model = prepare(cfg, checked)
-    trainer = build_trainer(cfg, extra_callbacks=callbacks)
+    datamodule = datamodule or check(cfg)
+    model = prepare(cfg, datamodule)
+    validates = loader(datamodule, "val") is not None
+    trainer = build_trainer(cfg, extra_callbacks=callbacks, validates=validates)
     log_hparams(trainer, run_hparams(cfg))
     ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(Path(cfg.output_dir))
     if ckpt_path:
@@ -129,10 +123,10 @@ def sweep_objectives() -> list[str]:
 
 @torch.inference_mode()
 def inference_ms(model: ImageClassifier, images: torch.Tensor, repeats: int = 3) -> float:
-    """Milliseconds per image of the trained model on its device, over ``images`` in one batch (best of
-    ``repeats``, after a warm-up)."""
+    """Milliseconds per image of the trained model on its device, over ``images`` (B, C, H, W) in one batch (best
+    of ``repeats``, after a warm-up)."""
     model.eval()
-    x = to_unit(images.to(model.device).unsqueeze(1))
+    x = images.to(model.device)
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
@@ -143,14 +137,31 @@ def inference_ms(model: ImageClassifier, images: torch.Tensor, repeats: int = 3)
     return 1000 * min(times[1:]) / len(x)
 
 
-def measures(model: ImageClassifier, datamodule: ImageDataModule, wanted: Sequence[str] = ()) -> dict[str, float]:
+def measures(model: ImageClassifier, datamodule: L.LightningDataModule, wanted: Sequence[str] = ()) -> dict[str, float]:
     """The network's parameter count, and, if ``wanted``, its inference milliseconds per image (on up to
     TIMED_IMAGES of the test or validation images)."""
     found: dict[str, float] = {"parameters": sum(p.numel() for p in model.net.parameters())}
-    images = datamodule.test_set or datamodule.val_set
-    if "ms_per_image" in wanted and images is not None:
-        found["ms_per_image"] = inference_ms(model, images.images[:TIMED_IMAGES])
+    if "ms_per_image" in wanted:
+        images = tensors(datamodule, "test", TIMED_IMAGES) or tensors(datamodule, "val", TIMED_IMAGES)
+        if images is not None:
+            found["ms_per_image"] = inference_ms(model, images[0])
     return found
+
+
+def _failed(record: RunRecord, err: BaseException, run_dir: Path) -> float:
+    """A run's error recorded: NaN for the sweep where it was pruned or, in a sweep, failed; raised otherwise."""
+    status = record.fail(err)
+    if status == "interrupted":
+        stopped_by = stop_signal(err)
+        log.info(f"Interrupted ({stopped_by}). Continue with: python train.py resume={run_dir}")
+        raise SystemExit(exit_status(stopped_by)) from None  # SIGTERM's SystemExit says 0: success
+    if status == "pruned":  # the sweeper reads it in result.json
+        log.info(f"Run {run_dir.name} pruned: {err}")
+        return math.nan
+    if in_sweep():
+        log.error("Run %s failed: %s", run_dir.name, f"{type(err).__name__}: {err}")
+        return math.nan
+    raise err
 
 
 def run(cfg: DictConfig) -> Optional[float]:
@@ -175,25 +186,13 @@ def run(cfg: DictConfig) -> Optional[float]:
         return done.get(objective)
     if rank_zero_only.rank != 0:  # a DDP worker re-launched by Lightning: rank 0 keeps the records
         return train(cfg)[0].get(objective)
-    checked = not in_sweep()
-    if checked:  # refused alone, it leaves no record (command_line removes its folder); a sweep lists it
-        check(cfg)
+    # Refused alone, a run leaves no record (command_line removes its folder); a sweep lists it.
+    datamodule = None if in_sweep() else check(cfg)
     record = RunRecord(run_dir, job_overrides(), resumed=resumed)
     try:
-        metrics, objects = train(cfg, checked=checked)
+        metrics, objects = train(cfg, datamodule=datamodule)
     except BaseException as err:
-        status = record.fail(err)
-        if status == "interrupted":
-            stopped_by = stop_signal(err)
-            log.info(f"Interrupted ({stopped_by}). Continue with: python train.py resume={run_dir}")
-            raise SystemExit(exit_status(stopped_by)) from None  # SIGTERM's SystemExit says 0: success
-        elif status == "pruned":  # the sweeper reads it in result.json
-            log.info(f"Run {run_dir.name} pruned: {err}")
-            return math.nan
-        elif in_sweep():
-            log.error("Run %s failed: %s", run_dir.name, f"{type(err).__name__}: {err}")
-            return math.nan
-        raise
+        return _failed(record, err, run_dir)
     metrics |= measures(objects["model"], objects["datamodule"], wanted=sweep_objectives())
     record.finish(metrics, objects["epochs"], objects["checkpoint"])
     return metrics.get(objective)

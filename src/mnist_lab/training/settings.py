@@ -48,8 +48,6 @@ class RunSettings(TypedDict, total=False):
 def validate_run(cfg: DictConfig) -> None:
     """Refuse impossible training settings before any work is done."""
     check_config(RunSettings, cfg)
-    if "train_csv" in cfg.data and not cfg.data.train_csv:
-        check(not cfg.data.get("test_csv"), "data.train_csv", None, "training on CSVs needs a labelled training CSV")
     strategy = str(cfg.trainer.get("strategy", "auto"))
     if cfg.get("test"):
         # A spawned fit leaves the main process without the trained data module and state to test.

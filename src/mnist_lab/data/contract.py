@@ -1,0 +1,128 @@
+"""Lightning's data contract, and the little the project reads on top of it.
+
+Any LightningDataModule trains here whose dataloaders yield ``(images, labels)``: images (B, C, H, W) or
+(B, H, W), floats in [0, 1] or uint8, labels integers. On top of that the project needs only the class count,
+as ``num_classes`` or ``classes``. What else a model must know to read a new picture (image size, channels,
+pixel statistics, class names, how a picture is read) is taken from the DataModule where it has it and
+inferred from a training batch where it has not; either way it goes into the model, and so into its
+checkpoint. A validation or test dataloader is optional: without one the run does not validate or test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from mnist_lab.errors import DataError
+
+READINGS = ("digits", "picture", "resized")  # how predict.py and serve.py read a picture (inference.reading)
+STAGES = ("train", "val", "test")
+
+
+def loader(datamodule: L.LightningDataModule, stage: str) -> Optional[Any]:
+    """The ``stage`` dataloader, or None where the data has none (not defined, or empty)."""
+    if not is_overridden(f"{stage}_dataloader", datamodule, L.LightningDataModule):
+        return None
+    found = getattr(datamodule, f"{stage}_dataloader")()
+    if isinstance(found, (list, tuple)):  # Lightning takes a list of loaders; the first is the one read here
+        found = found[0] if found else None
+    try:
+        return found if found is not None and len(found) else None
+    except TypeError:  # an iterable dataset has no length
+        return found
+
+
+def _as_pair(batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as (images, labels), or the one line saying what it is instead."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], torch.Tensor)):
+        got = type(batch).__name__ if not isinstance(batch, (tuple, list)) else f"{len(batch)} items"
+        raise DataError(f"the {stage} dataloader yields {got}, not (images, labels): every batch needs its labels.")
+    images, labels = batch[0], batch[1]
+    if isinstance(images, (list, tuple)):  # a collate that could not stack them
+        sizes = sorted({tuple(image.shape) for image in images})
+        raise DataError(f"the {stage} images have mixed sizes {sizes}: resize them to one (transforms.Resize).")
+    if images.dim() == 3:
+        images = images.unsqueeze(1)  # (B, H, W): one channel
+    if images.dim() != 4 or labels.dim() != 1 or labels.is_floating_point() or len(labels) != len(images):
+        raise DataError(
+            f"the {stage} dataloader yields images {tuple(images.shape)} and labels {tuple(labels.shape)} "
+            f"{labels.dtype}: it needs images (B, C, H, W) and one integer label per image."
+        )
+    return (images.float().div_(255) if images.dtype == torch.uint8 else images.float()), labels
+
+
+def batches(datamodule: L.LightningDataModule, stage: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``stage`` batches as the model is given them, on the CPU: the DataModule's transfer hooks applied,
+    images as floats (B, C, H, W)."""
+    found = loader(datamodule, stage)
+    if found is None:
+        return
+    try:
+        for batch in found:
+            batch = datamodule.on_after_batch_transfer(datamodule.on_before_batch_transfer(batch, 0), 0)
+            yield _as_pair(batch, stage)
+    except RuntimeError as err:
+        if "equal size" not in str(err):
+            raise
+        raise DataError(f"the {stage} images have mixed sizes ({err}): resize them to one (transforms.Resize).")
+
+
+def tensors(
+    datamodule: L.LightningDataModule, stage: str, limit: Optional[int] = None
+) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``stage`` images and labels in one tensor each (the first ``limit`` of them); None without any."""
+    parts, count = [], 0
+    for images, labels in batches(datamodule, stage):
+        parts.append((images, labels))
+        count += len(labels)
+        if limit is not None and count >= limit:
+            break
+    if not parts:
+        return None
+    images, labels = (torch.cat(part) for part in zip(*parts))
+    return images[:limit], labels[:limit]
+
+
+def class_names(datamodule: L.LightningDataModule) -> list[str]:
+    """``classes`` (names by label), else ``num_classes`` named 0, 1, ...; one of them is the contract."""
+    classes = getattr(datamodule, "classes", None)
+    if classes:
+        return [str(name) for name in classes]
+    count = getattr(datamodule, "num_classes", None)
+    if not isinstance(count, int) or count < 2:
+        raise DataError(
+            f"{type(datamodule).__name__} says nothing of its classes: give it a num_classes attribute (an int "
+            "from 2 up) or classes (a list of names, by label)."
+        )
+    return [str(label) for label in range(count)]
+
+
+def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """What a model of this data needs beyond Lightning's contract: classes, image_size, channels, mean, std and
+    reading. Sets the data up and reads one training batch, refused in one line if it breaks the contract."""
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    classes = class_names(datamodule)
+    first = next(batches(datamodule, "train"), None)
+    if first is None:
+        raise DataError(f"{type(datamodule).__name__} has no training batches: its train_dataloader is empty.")
+    images, labels = first
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise DataError(
+            f"the train labels go from {int(labels.min())} to {int(labels.max())}, but the data has {len(classes)} "
+            f"classes: labels must be 0..{len(classes) - 1}."
+        )
+    if images.shape[-1] != images.shape[-2]:
+        raise DataError(f"the train images are {images.shape[-2]}x{images.shape[-1]}: the networks take square ones.")
+    declared = {key: getattr(datamodule, key, None) for key in ("mean", "std", "reading")}
+    return {
+        "classes": classes,
+        "image_size": images.shape[-1],
+        "channels": images.shape[1],
+        "mean": declared["mean"] if declared["mean"] is not None else round(float(images.mean()), 4),
+        "std": declared["std"] if declared["std"] is not None else round(float(images.std()), 4),
+        "reading": declared["reading"] if declared["reading"] in READINGS else "resized",
+    }

@@ -1,0 +1,70 @@
+"""Lightning's data contract: a user's own DataModule (tests/support/user_data.py, nothing of mnist_lab in it)
+trains, its facts travel in the checkpoint, a DataModule that breaks the contract is refused in one line, and
+runs of any length train with every scheduler."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from omegaconf import OmegaConf
+
+from mnist_lab.errors import DataError
+from mnist_lab.models.classifier import load_classifier
+from mnist_lab.training.run import train
+from support import CONF
+
+SCHEDULERS = sorted(p.stem for p in (CONF / "model" / "scheduler").glob("*.yaml"))
+QUIET = ("logger=[]", "callbacks.progress_bar.refresh_rate=0", "trainer.log_every_n_steps=1")
+
+
+def user_cfg(make_cfg, *overrides: str, model: str = "logreg", **data: object):
+    cfg = make_cfg(*QUIET, f"model={model}", *overrides)
+    cfg.data = OmegaConf.create({"_target_": "support.user_data.BarsData", **data})
+    return cfg
+
+
+def test_a_users_datamodule_trains_and_its_facts_go_into_the_checkpoint(make_cfg):
+    metrics, objects = train(user_cfg(make_cfg, "trainer.max_epochs=4", "model.optimizer.lr=0.1", model="mlp", side=14))
+    assert metrics["test_acc"] >= 0.9  # three classes: chance is a third
+    model = load_classifier(objects["checkpoint"])
+    assert (model.hparams.image_size, model.hparams.channels, len(model.classes)) == (14, 1, 3)
+    assert model.net[1].in_features == 14 * 14 and model.hparams.reading == "resized"
+    assert 0.1 < model.hparams.mean < 0.6 and model.hparams.std > 0.1  # the pixels', not MNIST's 0.1307
+
+
+def test_without_validation_or_test_data_the_run_trains_keeps_its_last_epoch_and_says_so(make_cfg, caplog):
+    caplog.set_level(logging.INFO, logger="mnist_lab")
+    metrics, objects = train(user_cfg(make_cfg, "trainer.max_epochs=1", validate=False, test=False))
+    assert "val_acc" not in metrics and "test_acc" not in metrics
+    assert objects["checkpoint"].endswith("epoch00.ckpt")
+    assert "Not tested: BarsData has no test data" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"labels": False}, r"the train dataloader yields 1 items, not \(images, labels\)"),
+        ({"label_offset": 3}, "the train labels go from 3 to 5, but the data has 3 classes"),
+        ({"mixed_sizes": True}, "the train images have mixed sizes"),
+        ({"num_classes": None}, "BarsData says nothing of its classes: give it a num_classes attribute"),
+    ],
+)
+def test_a_datamodule_that_breaks_the_contract_is_refused_in_one_line(make_cfg, data, message):
+    with pytest.raises(DataError, match=message) as refused:
+        train(user_cfg(make_cfg, "trainer.max_epochs=1", **data))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("epochs, batches", [(1, 1), (2, 1), (4, 1), (1, 3), (8, 1), (2, 3)])
+def test_a_run_of_any_length_trains_with_every_scheduler(make_cfg, scheduler, epochs, batches):
+    cfg = user_cfg(
+        make_cfg,
+        f"model/scheduler={scheduler}",
+        f"trainer.max_epochs={epochs}",
+        f"trainer.limit_train_batches={batches}",
+        "test=false",
+    )
+    trainer = train(cfg)[1]["trainer"]
+    assert trainer.global_step == epochs * batches
