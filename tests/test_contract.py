@@ -57,7 +57,8 @@ def test_a_datamodule_that_breaks_the_contract_is_refused_in_one_line(make_cfg, 
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-@pytest.mark.parametrize("epochs, batches", [(1, 1), (2, 1), (4, 1), (1, 3), (8, 1), (2, 3)])
+# One step; OneCycle's warm-up of exactly one step (4 x 0.25: torch divided by zero); more steps than epochs.
+@pytest.mark.parametrize("epochs, batches", [(1, 1), (4, 1), (2, 3)])
 def test_a_run_of_any_length_trains_with_every_scheduler(make_cfg, scheduler, epochs, batches):
     cfg = user_cfg(
         make_cfg,

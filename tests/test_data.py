@@ -191,11 +191,13 @@ def test_mnists_checksums_guard_its_shipped_copy_only(mnist_copy: Path, tmp_path
     ImageDataModule(data_dir=str(mnist_copy)).setup()  # a folder's files may be any IDX dataset's
 
     def one_pixel(name: str, data: bytes) -> bytes:
+        if not name.startswith("t10k-labels"):
+            return data
         raw = gzip.decompress(data)
-        return gzip.compress(raw[:-1] + bytes([raw[-1] ^ 0xFF])) if name.startswith("t10k-images") else data
+        return gzip.compress(raw[:-1] + bytes([raw[-1] ^ 0xFF]))  # the last label changed: a valid IDX file
 
     monkeypatch.setattr(mnist, "SHIPPED_DIR", _shipped_copy(tmp_path / "changed", one_pixel))
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: its MD5 differs from the official file's"):
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: its MD5 differs from the official file's"):
         mnist.load_shipped()
     monkeypatch.setattr(mnist, "SHIPPED_DIR", _shipped_copy(tmp_path / "cut", lambda name, data: data[:200]))
     with pytest.raises(DataError, match="cannot read or decompress"):

@@ -16,6 +16,7 @@ from mnist_lab.data.datamodule import ImageDataModule
 from mnist_lab.models.classifier import load_classifier
 from support import ROOT, doc_steps, run_script, write_idx
 
+pytestmark = pytest.mark.slow  # each test runs the scripts as subprocesses, end to end
 TINY = ("debug=tiny",)  # 1 epoch of 10 batches: what the page's commands become here
 
 

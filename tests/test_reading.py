@@ -37,6 +37,7 @@ def failures(network, images: list[tuple[str, bytes]]) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # hundreds of generated photos and drawings, ~35 s
 def test_no_generated_image_fails_but_with_an_input_error(network, mnist):
     assert failures(network, fuzz_images(mnist["test_x"], 120, seed=0)) == []
 
@@ -56,6 +57,7 @@ def refused(images) -> int:
     return count
 
 
+@pytest.mark.slow  # 400 generated blank pages, ~25 s
 def test_pages_without_a_digit_are_refused_whatever_their_shade(mnist):
     pages = blank_pages(400, seed=0)
     kept = Counter(kind for kind, data in pages if not refused([Image.open(io.BytesIO(data)).convert("RGB")]))
@@ -64,6 +66,7 @@ def test_pages_without_a_digit_are_refused_whatever_their_shade(mnist):
     assert {kind: kept[kind] for kind in plain} == dict.fromkeys(plain, 0)
 
 
+@pytest.mark.slow  # 1,000 generated pages, ~9 s
 def test_faint_and_blurry_digits_are_not_taken_for_blank_pages(mnist):
     rng = np.random.default_rng(0)
     digits = mnist["test_x"][:200]

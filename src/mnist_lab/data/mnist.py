@@ -3,6 +3,7 @@ IDX datasets of its followers, read by torchvision's own classes."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 from pathlib import Path
@@ -36,15 +37,21 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def _shipped(name: str) -> torch.Tensor:
-    """One shipped file, decompressed in memory and checked against its MD5: images (N, 28, 28) or labels (N,)."""
-    path = SHIPPED_DIR / f"{name}.gz"
+    """One shipped file's images (N, 28, 28) or labels (N,)."""
+    return _read_checked(SHIPPED_DIR / f"{name}.gz", MD5S[name])
+
+
+@functools.cache
+def _read_checked(path: Path, md5: str) -> torch.Tensor:
+    """A gzipped IDX file decompressed in memory and checked against ``md5``; read once a process (0.5 s for
+    MNIST, once for every run of a sweep in one process). Callers copy before they change it (indexing does)."""
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError) as err:
         raise DataError(f"{path}: cannot read or decompress ({err}); reinstall the package.") from None
-    if hashlib.md5(raw).hexdigest() != MD5S[name]:
+    if hashlib.md5(raw).hexdigest() != md5:
         raise DataError(f"{path}: its MD5 differs from the official file's; the file is corrupted. Reinstall.")
-    if "images" in name:
+    if "images" in path.name:
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=16).view(-1, SIDE, SIDE)
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=8).long()
 
