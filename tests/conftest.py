@@ -4,25 +4,32 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
-import torch
 from filelock import FileLock
 from omegaconf import DictConfig
 
-from mnist_lab.data.mnist import SHIPPED_DIR, load_shipped
-from mnist_lab.inference.backends import Network, load_network
-from mnist_lab.resolvers import register_resolvers
-from support import compose_config, run_script
+from support import bars_config, compose_config, run_script
 
-register_resolvers()
+if TYPE_CHECKING:  # imported where tests run (8 s of torch and Lightning), not in pytest -n's controller
+    import torch
 
-# pytest -n N: N workers share the cores, and torch's default (every core in each process, and in
-# each script a test starts) makes them wait on each other.
-if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from mnist_lab.inference.backends import Network
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project() -> None:
+    """The OmegaConf resolvers; and under pytest -n N, each worker's share of the cores: torch's default (every
+    core in each process, and in each script a test starts) makes them wait on each other."""
+    import torch
+
+    from mnist_lab.resolvers import register_resolvers
+
+    register_resolvers()
+    if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
@@ -38,6 +45,8 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 @pytest.fixture
 def mnist_copy(tmp_path: Path) -> Path:
     """An uncompressed copy of the shipped MNIST that a test may damage, in torchvision's layout: its root."""
+    from mnist_lab.data.mnist import SHIPPED_DIR
+
     folder = tmp_path / "mnist"
     (folder / "MNIST" / "raw").mkdir(parents=True)
     for gz in SHIPPED_DIR.glob("*.gz"):
@@ -47,6 +56,8 @@ def mnist_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist() -> dict[str, torch.Tensor]:
+    from mnist_lab.data.mnist import load_shipped
+
     return load_shipped()
 
 
@@ -96,4 +107,23 @@ def one_batch_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def network(one_batch_run) -> Network:
     """one_batch_run's network, as predict.py and serve.py load it: where any network serves."""
+    from mnist_lab.inference.backends import load_network
+
     return load_network(one_batch_run["ckpt"])
+
+
+@pytest.fixture(scope="session")
+def bars_run(tmp_path_factory) -> dict:
+    """A logistic regression trained in this process on 28x28 bars to ~100 %: where a test needs a network that
+    answers right."""
+    from mnist_lab.training.run import train
+
+    cfg = bars_config(tmp_path_factory.mktemp("bars") / "run", "trainer.max_epochs=4", side=28, count=192)
+    metrics, objects = train(cfg)
+    return {"ckpt": objects["checkpoint"], "test_acc": metrics["test_acc"], "dir": Path(cfg.output_dir)}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (scripts run end to end, up to a minute each) first: under pytest -n the quick ones then fill
+    the workers' gaps, instead of one worker finishing a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -7,21 +7,17 @@ from __future__ import annotations
 import logging
 
 import pytest
-from omegaconf import OmegaConf
 
 from mnist_lab.errors import DataError
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.training.run import train
-from support import CONF
+from support import CONF, bars_config
 
 SCHEDULERS = sorted(p.stem for p in (CONF / "model" / "scheduler").glob("*.yaml"))
-QUIET = ("logger=[]", "callbacks.progress_bar.refresh_rate=0", "trainer.log_every_n_steps=1")
 
 
 def user_cfg(make_cfg, *overrides: str, model: str = "logreg", **data: object):
-    cfg = make_cfg(*QUIET, f"model={model}", *overrides)
-    cfg.data = OmegaConf.create({"_target_": "support.user_data.BarsData", **data})
-    return cfg
+    return bars_config(make_cfg().output_dir, *overrides, model=model, **data)
 
 
 def test_a_users_datamodule_trains_and_its_facts_go_into_the_checkpoint(make_cfg):

@@ -10,6 +10,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from mnist_lab.training.hparams import columns
 from mnist_lab.training.run import train
 from support import compose_config
 
@@ -98,3 +99,37 @@ def test_csv_logger_writes_beside_tensorboard(run):
     with (Path(run["dir"]) / "csv" / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert any(r.get("test_acc") for r in rows) and any(r.get("val_acc") for r in rows)
+
+
+def hparams_of(folder: Path) -> dict:
+    """The HPARAMS row of the run logged under ``folder``, as TensorBoard reads it."""
+    plugin = EventAccumulator(str(folder)).Reload().PluginTagToContent("hparams")
+    session = HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
+    return {key: value.string_value or value.number_value for key, value in session.hparams.items()}
+
+
+@pytest.mark.parametrize("hidden, momentum", [(16, 0.5), (64, 0.9)])
+def test_hparams_show_every_setting_a_run_changed_as_written(tmp_path, hidden, momentum):
+    """The README's grid: model=mlp model/optimizer=sgd model.net.hidden=16,64 model.optimizer.momentum=0.5,0.9."""
+    overrides = [
+        "model=mlp",
+        "model/optimizer=sgd",
+        f"model.net.hidden={hidden}",
+        f"model.optimizer.momentum={momentum}",
+    ]
+    cfg = compose_config(f"output_dir={tmp_path}", "trainer.accelerator=cpu", "debug=tiny", "test=false", *overrides)
+    train(cfg, overrides=[*overrides, "debug=tiny"])
+    shown = hparams_of(tmp_path)
+    assert (shown["model"], shown["optimizer"], shown["hidden"], shown["momentum"]) == (
+        "mlp",
+        "sgd",
+        str(hidden),
+        momentum,
+    )
+    assert shown["activation"] == "sigmoid" and shown["lr"] == cfg.model.optimizer.lr  # the network's own, the common
+    assert "debug" not in shown  # what does not change what a run learns is not a setting
+
+
+def test_hparams_columns_are_short_unless_two_keys_share_a_name():
+    params = {"model.net.scale": 2, "data.augment.scale": 0.1, "model.net.hidden": 64, "model/optimizer": "sgd"}
+    assert columns(params) == {"model.net.scale": 2, "data.augment.scale": 0.1, "hidden": 64, "optimizer": "sgd"}

@@ -17,10 +17,11 @@ from mnist_lab.inference.exporting import export
 from mnist_lab.inference.prediction import predict
 from mnist_lab.inference.preprocess import InputError, open_image, to_mnist
 from mnist_lab.models.classifier import load_classifier
-from support import compose_config, run_script
+from support import bars_config, compose_config, run_script
 from support.drawings import write_drawings
 from support.photos import PAGE, photo, write_photos
 from support.soft_digits import soft_page
+from support.user_data import pictures, save_pictures
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
@@ -279,3 +280,27 @@ def test_every_script_refuses_bad_settings_before_it_reads_the_checkpoint(tmp_pa
     cfg = compose_config(*given, *(["inputs=[a.png]"] if script == "predict" else []), config_name=script)
     with pytest.raises(ConfigError, match=message):  # not the missing checkpoint: the settings come first
         task(cfg)
+
+
+def test_predict_answers_the_class_a_trained_network_sees(bars_run, tmp_path: Path):
+    files = save_pictures(tmp_path / "pictures")
+    rows = predict_in(tmp_path, bars_run["ckpt"], f"inputs=[{','.join(path for path, _ in files)}]")
+    assert [(row["input"], int(row["label"])) for row in rows] == files
+    assert sorted({row["class"] for row in rows}) == ["0", "1", "2"]
+
+
+def test_eval_of_several_checkpoints_tests_the_mean_of_their_softmax(tmp_path: Path):
+    """Three barely trained models (one step each) that disagree: the ensemble is none of them."""
+    from mnist_lab.training.run import train
+
+    runs = [
+        bars_config(tmp_path / str(seed), "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"seed={seed}")
+        for seed in (1, 2, 3)
+    ]
+    paths = [train(cfg)[1]["checkpoint"] for cfg in runs]
+    result = evaluate(compose_config(f"ckpt_path=[{','.join(paths)}]", f"output_dir={tmp_path}", config_name="eval"))
+    images, labels = pictures(96, 12, seed=2)  # BarsData's test set
+    with torch.no_grad():
+        mean = torch.stack([load_classifier(path)(images).softmax(1) for path in paths]).mean(0)
+    assert result["test_acc"] == pytest.approx(float((mean.argmax(1) == labels).float().mean()))
+    assert result["test_acc"] not in result["single_test_acc"]  # else one model's answer would pass for it

@@ -13,8 +13,10 @@ from mnist_lab.training.run import train
 from support.host_reads import CountHostReads, HostReads
 from support.ops import FIRST, LAST, CountStepOps, bare_loop_ops
 
+CONVOLUTIONAL = pytest.mark.slow  # 3 s each on a CPU: the full suite holds the CNNs to it, the quick tier the rest
 
-@pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])
+
+@pytest.mark.parametrize("model", [pytest.param("cnn", marks=CONVOLUTIONAL), "logreg", "mlp"])
 def test_a_training_step_reads_nothing_back_but_on_logging_steps(make_cfg, model):
     cfg = make_cfg(
         f"model={model}",
@@ -81,7 +83,13 @@ def test_on_a_gpu_the_data_stays_there_and_steps_between_logging_never_sync(make
 
 
 @pytest.mark.parametrize(
-    "run, most_extra", [("model=logreg", 10), ("model=mlp", 10), ("model=cnn", 10), ("experiment=cnn_best", 20)]
+    "run, most_extra",
+    [
+        ("model=logreg", 10),
+        ("model=mlp", 10),
+        pytest.param("model=cnn", 10, marks=CONVOLUTIONAL),
+        pytest.param("experiment=cnn_best", 20, marks=CONVOLUTIONAL),
+    ],
 )
 def test_a_steady_state_step_adds_few_ops_to_the_models_own_and_reads_nothing(make_cfg, run, most_extra):
     """On a GPU each op is a kernel launch: the project's step may add only a few to a bare loop's."""

@@ -12,6 +12,7 @@ from mnist_lab.models.classifier import ImageClassifier
 from mnist_lab.models.networks import CNN, MLP, DeepCNN, LogReg
 from mnist_lab.models.schedules import piecewise_lr
 from mnist_lab.validation import check_arguments
+from support import MODELS, bars_config
 
 
 @pytest.mark.parametrize(
@@ -87,15 +88,14 @@ def test_piecewise_lr_gives_one_rate_per_epoch():
     assert seen == pytest.approx([5e-4, 3e-4, 1e-4, 1e-4])
 
 
-@pytest.mark.parametrize("model", ["cnn", "logreg", "mlp"])
-def test_every_model_trains_one_batch_with_fast_dev_run(make_cfg, model):
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_learns_what_it_is_shown(tmp_path, model):
+    """Three classes of bars, learnt in seconds: every model in conf/model beats chance (a third) by far."""
     from mnist_lab.training.run import train
 
-    cfg = make_cfg(f"model={model}", "debug=fast", "data.batch_size=16", "data.eval_batch_size=16")
-    metrics, _ = train(cfg)  # one train, val and test batch each
-    assert metrics["val_acc_best"] == metrics["val_acc"]  # the one validation so far is the best
-    assert (metrics["test_acc"] * 16) == pytest.approx(round(metrics["test_acc"] * 16))  # hits out of 16 images
-    assert 0 < metrics["train_loss_epoch"] < 10 and 0 < metrics["test_loss"] < 10
+    metrics, _ = train(bars_config(tmp_path, "trainer.max_epochs=5", model=model, side=16, count=192))
+    assert metrics["test_acc"] >= 0.9 and metrics["val_acc_best"] >= 0.9
+    assert metrics["test_loss"] < 0.9  # below the ~1.1 of a uniform guess over three classes
 
 
 def test_module_forward_normalises_inputs_in_unit_range():

@@ -22,6 +22,7 @@ from mnist_lab.models.classifier import ImageClassifier
 from support import run_script, start_server
 from support.drawings import write_canvas_drawings
 from support.photos import write_photos
+from support.user_data import save_pictures
 
 pytest.importorskip("fastapi", reason='serve.py needs the "serve" extra: pip install -e ".[serve]"')
 from fastapi.testclient import TestClient  # noqa: E402
@@ -310,3 +311,10 @@ def test_the_page_reads_a_drawn_digit_and_an_uploaded_photo_in_chromium(server, 
         browser.close()
     shot = np.asarray(Image.open(tmp_path / "drawn.png").convert("L"))
     assert shot.shape == (560, 900) and (shot < 60).mean() > 0.01  # the strokes, the digit and the 28x28 are drawn
+
+
+def test_the_api_answers_the_class_a_trained_network_sees(bars_run, tmp_path: Path):
+    client = TestClient(create_app(load_network(bars_run["ckpt"]), Path(bars_run["ckpt"]), **LIMITS))
+    for path, label in save_pictures(tmp_path, count=6):
+        [result] = post(client, (Path(path).name, Path(path).read_bytes())).json()["results"]
+        assert (result["label"], result["class"]) == (label, str(label))

@@ -203,3 +203,17 @@ def test_one_recipe_over_seeds_ends_with_its_spread(tmp_path):
     table = (tmp_path / "summary.md").read_text()
     assert "| experiment=cnn_best | ok | 3 | 0.9920 ± 0.0010 |" in table
     assert "val_acc_best: 0.9920 ± 0.0010 (0.9910-0.9930, 3 runs)" in table
+
+
+def test_the_summary_formats_each_column_by_what_it_holds(tmp_path):
+    """A pruned run's 0.9 s is seconds, not an accuracy: numbers read by their column, not their size."""
+    (tmp_path / "fast").mkdir()
+    record = {"overrides": ["model.optimizer.lr=0.5"], "status": "pruned", "val_acc_best": 0.5, "test_acc": None}
+    (tmp_path / "fast" / RESULT).write_text(json.dumps({**record, "epochs": 1, "wall_s": 0.9252}))
+    (tmp_path / "slow").mkdir()
+    record = {"overrides": ["model.optimizer.lr=0.1"], "status": "ok", "val_acc_best": 0.93, "test_acc": 0.9312}
+    (tmp_path / "slow" / RESULT).write_text(json.dumps({**record, "epochs": 3, "wall_s": 61.04}))
+    write_summary(tmp_path)
+    table = (tmp_path / "summary.md").read_text()
+    assert "| slow | ok | 0.9300 | 0.9312 | 3 | 61.0 |" in table
+    assert "| fast | pruned | 0.5000 |  | 1 | 0.9 |" in table

@@ -190,6 +190,7 @@ def test_ema_checkpoints_and_tests_the_averaged_weights(make_cfg):
     assert metrics["test_acc"] == test_acc(averaged) != test_acc(raw)
 
 
+@pytest.mark.slow  # MLflow's import and SQLite store: 3 s
 def test_mlflow_logger_records_the_hparams_tab_and_results_per_run_folder(make_cfg, tmp_path):
     pytest.importorskip("mlflow", reason='logger=mlflow needs the mlflow extra: pip install -e ".[mlflow]"')
     from mlflow.tracking import MlflowClient

@@ -15,7 +15,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-__all__ = ["CONF", "MODELS", "ROOT", "compose_config", "run_script", "start_script", "start_server"]
+__all__ = ["CONF", "MODELS", "ROOT", "bars_config", "compose_config", "run_script", "start_script", "start_server"]
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the scripts and conf/
 CONF = ROOT / "conf"
@@ -101,3 +101,14 @@ def doc_steps(page: Path, section: str = "") -> tuple[dict[str, str], list[str],
         elif language == "text" and first.startswith("$ "):
             transcripts.append((first[2:], rest.strip()))
     return files, commands, transcripts
+
+
+def bars_config(output_dir: Path, *overrides: str, model: str = "logreg", **data: Any) -> DictConfig:
+    """A run of ``model`` on support.user_data.BarsData (three classes a linear model learns in seconds), quiet
+    and on the CPU; ``data``: the DataModule's arguments."""
+    from omegaconf import OmegaConf
+
+    quiet = ("logger=[]", "callbacks.progress_bar.refresh_rate=0", "trainer.log_every_n_steps=1")
+    cfg = compose_config(f"output_dir={output_dir}", "trainer.accelerator=cpu", f"model={model}", *quiet, *overrides)
+    cfg.data = OmegaConf.create({"_target_": "support.user_data.BarsData", **data})
+    return cfg

@@ -66,3 +66,17 @@ class BarsData(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(2)
+
+
+def save_pictures(folder, count: int = 9, side: int = 28) -> list[tuple[str, int]]:
+    """PNG files of bars as a user photographs them (gray, larger than the training images): (path, label)."""
+    from PIL import Image
+
+    images, labels = pictures(count, side, seed=7)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = folder / f"bar_{i}.png"
+        Image.fromarray((image[0] * 255).byte().numpy()).resize((3 * side, 3 * side)).save(path)
+        files.append((str(path), int(label)))
+    return files

@@ -104,9 +104,20 @@ def _key(row: dict, objective: str) -> tuple:
     return (value is None, -value if value is not None else 0)
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+# A number reads by its column, not by its value: seconds to a tenth, counts whole, anything else (accuracies,
+# losses) to four places; a pruned run's 0.9 s is not an accuracy.
+FORMATS = {
+    "wall_s": "{:.1f}",
+    "epochs": "{:.0f}",
+    "finished": "{:.0f}",
+    "parameters": "{:,.0f}",
+    "ms_per_image": "{:.3f}",
+}
+
+
+def _cell(value: Any, column: str = "") -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return FORMATS.get(column, "{:.4f}").format(value)
     return "" if value is None else str(value).replace("|", "/").replace("\n", " ")
 
 
@@ -153,7 +164,7 @@ def _write_csv(path: Path, columns: Iterable[str], rows: list[dict[str, Any]]) -
 
 def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return lines + ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+    return lines + ["| " + " | ".join(_cell(r[c], c) for c in columns) + " |" for r in rows]
 
 
 def _named(row: dict) -> list[str]:

@@ -50,12 +50,12 @@ def check(cfg: DictConfig) -> L.LightningDataModule:
 
 
 def prepare(cfg: DictConfig, datamodule: L.LightningDataModule) -> ImageClassifier:
-    """Seed, read the data's facts (one training batch) and build the model of them; nothing is trained yet."""
+    """Read the data's facts (one training batch), seed, and build the model of them; nothing is trained yet."""
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
     facts = data_facts(datamodule)
+    if cfg.get("seed") is not None:  # after the batch read, whose DataLoader draws from the global generator
+        L.seed_everything(cfg.seed, workers=True)
     model = build(cfg.model, **{key: value for key, value in facts.items() if cfg.model.get(key) is None})
     model.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in its checkpoints
     # The summary table rounds to "3.3 M"; the exact count is what the tutorials quote.
@@ -86,10 +86,14 @@ def reached(model: ImageClassifier) -> dict[str, float]:
 
 
 def train(
-    cfg: DictConfig, callbacks: Sequence[Callback] = (), datamodule: Optional[L.LightningDataModule] = None
+    cfg: DictConfig,
+    callbacks: Sequence[Callback] = (),
+    datamodule: Optional[L.LightningDataModule] = None,
+    overrides: Optional[Sequence[str]] = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, then test the best checkpoint, with the configured callbacks and ``callbacks``; ``datamodule``: the
-    one ``check`` built (by default checked and built here).
+    one ``check`` built (by default checked and built here); ``overrides``: what the run changed (by default the
+    Hydra job's), shown in HPARAMS.
 
     Returns ``(metrics, objects)``: the run's metrics, and its cfg, datamodule, model, trainer,
     epochs and best checkpoint (None without one).
@@ -98,7 +102,7 @@ def train(
     model = prepare(cfg, datamodule)
     validates = loader(datamodule, "val") is not None
     trainer = build_trainer(cfg, extra_callbacks=callbacks, validates=validates)
-    log_hparams(trainer, run_hparams(cfg))
+    log_hparams(trainer, run_hparams(cfg, job_overrides() if overrides is None else overrides))
     ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(Path(cfg.output_dir))
     if ckpt_path:
         log.info(f"Continuing from {ckpt_path}")
@@ -190,7 +194,9 @@ def run(cfg: DictConfig) -> Optional[float]:
     datamodule = None if in_sweep() else check(cfg)
     record = RunRecord(run_dir, job_overrides(), resumed=resumed)
     try:
-        metrics, objects = train(cfg, datamodule=datamodule)
+        metrics, objects = train(
+            cfg, datamodule=datamodule, overrides=record.record["overrides"]
+        )  # a resumed run's own
     except BaseException as err:
         return _failed(record, err, run_dir)
     metrics |= measures(objects["model"], objects["datamodule"], wanted=sweep_objectives())
