@@ -121,9 +121,3 @@ def bars_run(tmp_path_factory) -> dict:
     cfg = bars_config(tmp_path_factory.mktemp("bars") / "run", "trainer.max_epochs=4", side=28, count=192)
     metrics, objects = train(cfg)
     return {"ckpt": objects["checkpoint"], "test_acc": metrics["test_acc"], "dir": Path(cfg.output_dir)}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests (scripts run end to end, up to a minute each) first: under pytest -n the quick ones then fill
-    the workers' gaps, instead of one worker finishing a long test alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
