@@ -18,17 +18,21 @@ if TYPE_CHECKING:  # imported where tests run (8 s of torch and Lightning), not 
     from mnist_lab.inference.backends import Network
 
 
+# pytest -n N: N workers share the cores, and the default (every core in each process, and in each script a test
+# starts) makes them wait on each other. Set before the tests import numpy, OpenCV and torch, which read it then.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def project() -> None:
-    """The OmegaConf resolvers; and under pytest -n N, each worker's share of the cores: torch's default (every
-    core in each process, and in each script a test starts) makes them wait on each other."""
+    """The OmegaConf resolvers, and torch's threads (OMP_NUM_THREADS above, where it is set)."""
     import torch
 
     from mnist_lab.resolvers import register_resolvers
 
     register_resolvers()
-    if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 

@@ -40,7 +40,7 @@ def test_a_sweep_logs_to_wandb_offline_and_to_tensorboard_beside_it(tmp_path: Pa
 
     run, done = recorded(run_dir), json.loads((run_dir / "result.json").read_text())
     assert run["name"] == run_dir.name and run["group"] == "sweep" and run["project"] == "mnist-lab"
-    assert run["config"]["lr"] == 0.5 and run["config"]["model"] == "LogReg"
+    assert run["config"]["lr"] == 0.5 and run["config"]["model"] == "logreg"  # as written: model=logreg
     assert run["summary"]["test_acc"] == pytest.approx(done["test_acc"])
     assert run["summary"]["val_acc_best"] == pytest.approx(done["val_acc_best"])
     assert len([row for row in run["history"] if "val_acc" in row]) == 2  # one per epoch
