@@ -44,6 +44,7 @@ def test_without_validation_or_test_data_the_run_trains_keeps_its_last_epoch_and
         ({"label_offset": 3}, "the train labels go from 3 to 5, but the data has 3 classes"),
         ({"mixed_sizes": True}, "the train images have mixed sizes"),
         ({"num_classes": None}, "BarsData says nothing of its classes: give it a num_classes attribute"),
+        ({"blank": True}, r"every pixel of the first training batch is the same \(std 0\)"),
     ],
 )
 def test_a_datamodule_that_breaks_the_contract_is_refused_in_one_line(make_cfg, data, message):

@@ -38,12 +38,13 @@ class BarsData(L.LightningDataModule):
         label_offset: int = 0,  # 3: labels 3..5, past the class count
         labels: bool = True,  # false: images alone
         mixed_sizes: bool = False,
+        blank: bool = False,  # every pixel 0
         validate: bool = True,
         test: bool = True,
     ) -> None:
         super().__init__()
         self.batch_size, self.side, self.count, self.label_offset = batch_size, side, count, label_offset
-        self.has_labels, self.mixed_sizes = labels, mixed_sizes
+        self.has_labels, self.mixed_sizes, self.blank = labels, mixed_sizes, blank
         if num_classes is not None:
             self.num_classes = num_classes
         if not validate:
@@ -55,6 +56,7 @@ class BarsData(L.LightningDataModule):
         if self.mixed_sizes:
             return DataLoader(MixedSizes(), batch_size=4)
         images, labels = pictures(self.count, self.side, seed)
+        images = images * 0 if self.blank else images
         dataset = TensorDataset(images, labels + self.label_offset) if self.has_labels else TensorDataset(images)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
 

@@ -118,11 +118,14 @@ def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
     if images.shape[-1] != images.shape[-2]:
         raise DataError(f"the train images are {images.shape[-2]}x{images.shape[-1]}: the networks take square ones.")
     declared = {key: getattr(datamodule, key, None) for key in ("mean", "std", "reading")}
+    std = declared["std"] if declared["std"] is not None else round(float(images.std()), 4)
+    if std == 0:  # normalising would divide by zero: every loss NaN
+        raise DataError("every pixel of the first training batch is the same (std 0): there is nothing to learn from.")
     return {
         "classes": classes,
         "image_size": images.shape[-1],
         "channels": images.shape[1],
         "mean": declared["mean"] if declared["mean"] is not None else round(float(images.mean()), 4),
-        "std": declared["std"] if declared["std"] is not None else round(float(images.std()), 4),
+        "std": std,
         "reading": declared["reading"] if declared["reading"] in READINGS else "resized",
     }
