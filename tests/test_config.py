@@ -23,11 +23,15 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    "override",
-    [f"{g}={o}" for g in ("model", "trainer", "logger", "callbacks", "debug", "experiment") for o in options(g)]
-    + [f"model/{g}={o}" for g in ("optimizer", "scheduler") for o in options(f"model/{g}")],
-)
+def option_overrides() -> list:
+    """Every option of the config groups a user picks from; MLflow's is slow to import (3 s), so a slow test."""
+    groups = ("model", "trainer", "logger", "callbacks", "debug", "experiment")
+    overrides = [f"{g}={o}" for g in groups for o in options(g)]
+    overrides += [f"model/{g}={o}" for g in ("optimizer", "scheduler") for o in options(f"model/{g}")]
+    return [pytest.param(o, marks=pytest.mark.slow) if o == "logger=mlflow" else o for o in overrides]
+
+
+@pytest.mark.parametrize("override", option_overrides())
 def test_every_config_option_composes_and_instantiates(make_cfg, override, tmp_path, monkeypatch):
     if extra := EXTRAS.get(tuple(override.split("="))):  # logger=mlflow, logger=wandb: skipped without their extra
         pytest.importorskip(extra[0], reason=f'{override} needs the {extra[1]} extra: pip install -e ".[{extra[1]}]"')

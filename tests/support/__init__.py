@@ -5,6 +5,8 @@ Imported as ``support`` (pytest puts tests/ on the path; bench/ scripts put it t
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import subprocess
@@ -63,7 +65,20 @@ def start_server(*overrides: str, cwd: Path) -> tuple[subprocess.Popen, str]:
 
 
 def compose_config(*overrides: str, config_name: str = "train", hydra_keys: bool = False) -> DictConfig:
-    """conf/<config_name>.yaml composed with ``overrides`` as a script sees it; ``hydra_keys``: also ``hydra.*``."""
+    """conf/<config_name>.yaml composed with ``overrides`` as a script sees it; ``hydra_keys``: also ``hydra.*``.
+
+    Each set of overrides is composed once (Hydra reads and merges some 45 YAML files: 0.2 s, and the tests
+    compose about 190 times); each call gets a copy of its own, with its own ``output_dir=``."""
+    output_dirs = [o.partition("=")[2] for o in overrides if o.startswith("output_dir=")]
+    others = tuple(o for o in overrides if not o.startswith("output_dir="))
+    cfg = copy.deepcopy(_composed(config_name, others, hydra_keys))
+    for output_dir in output_dirs:
+        cfg.output_dir = output_dir
+    return cfg
+
+
+@functools.cache
+def _composed(config_name: str, overrides: tuple[str, ...], hydra_keys: bool) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=hydra_keys)
 
