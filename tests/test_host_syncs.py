@@ -10,16 +10,23 @@ from mnist_lab.building import build
 from mnist_lab.data.contract import data_facts
 from mnist_lab.models.classifier import EpochSums
 from mnist_lab.training.run import train
+from support import MODELS, NETWORKS
 from support.host_reads import CountHostReads, HostReads
 from support.ops import FIRST, LAST, CountStepOps, bare_loop_ops
 
-CONVOLUTIONAL = pytest.mark.slow  # 3 s each on a CPU: the full suite holds the CNNs to it, the quick tier the rest
+
+def every_model(*recipes: str) -> list:
+    """``model=<m>`` for every model of conf/model, then ``recipes``; the convolutional ones and the recipes
+    (3 s each on a CPU) are slow tests: the full suite holds them to it, the quick tier the rest."""
+    quick = [f"model={m}" for m in MODELS if not NETWORKS[m].endswith("CNN")]
+    runs = [*(f"model={m}" for m in MODELS), *recipes]
+    return [run if run in quick else pytest.param(run, marks=pytest.mark.slow) for run in runs]
 
 
-@pytest.mark.parametrize("model", [pytest.param("cnn", marks=CONVOLUTIONAL), "logreg", "mlp"])
-def test_a_training_step_reads_nothing_back_but_on_logging_steps(make_cfg, model):
+@pytest.mark.parametrize("run", every_model())
+def test_a_training_step_reads_nothing_back_but_on_logging_steps(make_cfg, run):
     cfg = make_cfg(
-        f"model={model}",
+        run,
         "data.batch_size=8",  # what is counted does not grow with the batch
         "trainer.max_steps=100",
         "trainer.limit_val_batches=0",
@@ -82,17 +89,11 @@ def test_on_a_gpu_the_data_stays_there_and_steps_between_logging_never_sync(make
     assert objects["datamodule"].train_set.images.device.type == "cuda"
 
 
-@pytest.mark.parametrize(
-    "run, most_extra",
-    [
-        ("model=logreg", 10),
-        ("model=mlp", 10),
-        pytest.param("model=cnn", 10, marks=CONVOLUTIONAL),
-        pytest.param("experiment=cnn_best", 20, marks=CONVOLUTIONAL),
-    ],
-)
-def test_a_steady_state_step_adds_few_ops_to_the_models_own_and_reads_nothing(make_cfg, run, most_extra):
-    """On a GPU each op is a kernel launch: the project's step may add only a few to a bare loop's."""
+@pytest.mark.parametrize("run", every_model("experiment=cnn_best"))
+def test_a_steady_state_step_adds_few_ops_to_the_models_own_and_reads_nothing(make_cfg, run):
+    """On a GPU each op is a kernel launch: the project's step may add only a few to a bare loop's (cnn_best's
+    EMA: ten more)."""
+    most_extra = 20 if run == "experiment=cnn_best" else 10
     cfg = make_cfg(
         run, "data.batch_size=8", f"trainer.max_steps={LAST + 1}", "trainer.limit_val_batches=0", "test=false"
     )

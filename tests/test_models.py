@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import inspect
+
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from mnist_lab.building import build
 from mnist_lab.errors import ConfigError
@@ -12,7 +14,7 @@ from mnist_lab.models.classifier import ImageClassifier
 from mnist_lab.models.networks import CNN, MLP, DeepCNN, LogReg
 from mnist_lab.models.schedules import piecewise_lr
 from mnist_lab.validation import check_arguments
-from support import MODELS, bars_config
+from support import MODELS, NETWORKS, bars_config
 
 
 @pytest.mark.parametrize(
@@ -31,7 +33,10 @@ def test_networks_have_the_tutorial_sizes_and_give_ten_logits(net, params):
     assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
-@pytest.mark.parametrize("network", [CNN, DeepCNN, LogReg, MLP])
+NETWORK_CLASSES = [get_class(target) for target in sorted(set(NETWORKS.values()))]  # conf/model's networks
+
+
+@pytest.mark.parametrize("network", NETWORK_CLASSES)
 @pytest.mark.parametrize("size", [13, 32, 64])
 def test_every_network_reads_images_of_its_data_size(network, size):
     net = network(num_classes=3, image_size=size)
@@ -45,7 +50,7 @@ def test_tutorial_init_uses_truncated_normal_and_constant_bias():
     assert all(torch.all(m.bias == 0.1) for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
 
 
-@pytest.mark.parametrize("network", [CNN, DeepCNN, MLP])
+@pytest.mark.parametrize("network", [n for n in NETWORK_CLASSES if "dropout" in inspect.signature(n).parameters])
 def test_every_network_refuses_dropout_outside_unit_interval(network):
     target = f"{network.__module__}.{network.__name__}"
     with pytest.raises(ConfigError, match="model.net.dropout=1.0 is not allowed: input should be less than 1"):

@@ -13,13 +13,12 @@ from mnist_lab.training.checkpoint_io import AtomicCheckpointIO
 from mnist_lab.training.run_folder import resume_checkpoint
 from support import CONF, run_script, start_script
 
-# ~2 s per epoch on two cores (fp32): long enough to be killed in the middle of one.
 SLOW_MLP = [
     "model=mlp",
     "model.net.dropout=0.2",
     "model.net.hidden=[64]",
     "trainer.max_epochs=3",
-    "trainer.limit_train_batches=600",
+    "trainer.limit_train_batches=100",
     "data.batch_size=64",
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=2",
@@ -31,21 +30,23 @@ SLOW_MLP = [
 
 
 def start_and_stop(run_dir: Path, sig: int) -> subprocess.Popen:
-    """Start a run and send it ``sig`` early in its second epoch."""
+    """Start a run and send it ``sig`` in the middle of its second epoch (where support.probes.PauseAt holds it)."""
+    paused = run_dir.parent / f"{run_dir.name}.paused"
     proc = start_script(
         "train.py",
         *SLOW_MLP,
+        "+callbacks.pause._target_=support.probes.PauseAt",
+        f"+callbacks.pause.path={paused}",
+        "+callbacks.pause.batch=50",
         f"hydra.run.dir={run_dir}",
         cwd=run_dir.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
+    while not paused.exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be stopped"
         time.sleep(0.05)
-    time.sleep(0.1)  # soon after the first epoch: with 0.5 s a fast run once reached its test phase first
-    assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(sig)
     proc.wait(timeout=120)
     return proc

@@ -8,8 +8,9 @@ import json
 import logging
 import math
 
+import numpy as np
 import pytest
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 from mnist_lab import figures
@@ -167,23 +168,21 @@ def test_a_fold_search_trial_stopped_early_is_shown_pruned(tmp_path):
     assert "| model.optimizer.lr=0.5 | pruned after 2 of 3 folds | 2 | 0.5000 ± 0.0000 |" in table
 
 
-def test_the_summary_plot_has_a_title_and_error_bars():
-    fig = figures.objective_plot({"lr": ["0.1", "0.5"]}, [0.9, 0.8], "val_acc_best", errors=[0.01, 0.02], title="t")
-    assert fig._suptitle.get_text() == "t"
-    [bars] = fig.axes[0].containers
-    tops = [segment[1][1] for segment in bars.lines[2][0].get_segments()]  # each bar from mean - std to mean + std
-    assert tops == pytest.approx([0.91, 0.82])
+def test_the_summary_plot_has_a_title_and_error_bars_of_each_settings_spread():
+    means, spreads = [0.9, 0.8], [0.01, 0.02]
+    fig = figures.objective_plot({"lr": ["0.1", "0.5"]}, means, "val_acc_best", errors=spreads, title="t")
+    assert fig.get_suptitle() == "t"
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    ax = fig.axes[0]
 
+    def inked(x: float, y: float) -> bool:
+        column, row = ax.transData.transform((x, y))
+        return bool(np.abs(pixels[len(pixels) - int(round(row)), int(round(column))] - 255).max() > 60)
 
-def test_learning_curves_number_epochs_as_epochs_csv_does():
-    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_acc": 0.9 + e / 100} for e in range(2)]
-    fig = figures.learning_curves(history)
-    for ax in fig.axes:
-        shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
-        assert shown == [0, 1]  # whole epochs from 0, not 1.25 or 1-based
-    assert fig._suptitle.get_text() == "Learning curves"
-    one = figures.learning_curves(history[:1]).axes[0]
-    assert [t for t in one.get_xticks() if one.get_xlim()[0] <= t <= one.get_xlim()[1]] == [0]  # not 0.02, 0.04
+    for x, mean, spread in zip((0.1, 0.5), means, spreads):  # a bar from mean - std to mean + std, no further
+        assert inked(x, mean + 0.8 * spread) and inked(x, mean - 0.8 * spread)
+        assert not inked(x, mean + 1.5 * spread) and not inked(x, mean - 1.5 * spread)
 
 
 def test_optunas_plots_of_a_one_epoch_search_show_whole_steps():
@@ -217,3 +216,37 @@ def test_the_summary_formats_each_column_by_what_it_holds(tmp_path):
     table = (tmp_path / "summary.md").read_text()
     assert "| slow | ok | 0.9300 | 0.9312 | 3 | 61.0 |" in table
     assert "| fast | pruned | 0.5000 |  | 1 | 0.9 |" in table
+
+
+def test_a_sweep_summarys_means_spreads_and_best_setting_are_the_runs_own(tmp_path, caplog):
+    """Three learning rates over four seeds, with random results and one failed run: every number in the
+    summary is checked against numpy's mean and sample std of the runs that finished."""
+    from mnist_lab.sweeps.summary import SweepSummary
+
+    draw = np.random.default_rng(7)
+    reached = {lr: draw.uniform(0.8, 0.99, size=4) for lr in ("0.01", "0.1", "0.3")}
+    runs = [
+        ([f"model.optimizer.lr={lr}", f"seed={seed}"], float(v), "ok")
+        for lr in reached
+        for seed, v in enumerate(reached[lr])
+    ]
+    runs[5] = (runs[5][0], None, "failed")  # lr=0.1's second seed: left out of its mean
+    result_rows(tmp_path, *runs)
+    finished = {lr: [v for (o, v, status) in runs if o[0].endswith(f"={lr}") and status == "ok"] for lr in reached}
+    expected = {lr: (np.mean(v), np.std(v, ddof=1), len(v)) for lr, v in finished.items()}
+    best = max(expected, key=lambda lr: expected[lr][0])
+
+    sweep = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": {}}})
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit, match="1 of 12 runs failed"):
+        SweepSummary().on_multirun_end(sweep)
+    with (tmp_path / "settings.csv").open() as f:
+        grouped = {row["setting"].split("=")[1]: row for row in csv.DictReader(f)}
+    for lr, (mean, std, count) in expected.items():
+        row = grouped[lr]
+        assert float(row["val_acc_best_mean"]) == pytest.approx(mean)
+        assert float(row["val_acc_best_std"]) == pytest.approx(std)
+        assert int(row["finished"]) == count
+    table = (tmp_path / "summary.md").read_text()
+    mean, std, count = expected[best]
+    assert f"| model.optimizer.lr={best} | ok | {count} | {mean:.4f} ± {std:.4f} |" in table.splitlines()[4]  # first
+    assert f"Best setting: model.optimizer.lr={best}  val_acc_best={mean:.4f} ± {std:.4f}" in caplog.text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from mnist_lab.errors import UserError
 from mnist_lab.hydra_job import in_sweep
@@ -127,25 +126,27 @@ def left_out_groups(primary: Path, folders: Iterable[Path] = ()) -> dict[str, li
     }
 
 
-def unknown_key(err: CompactHydraException, primary: Path) -> str | None:
-    """Hydra's refusal of ``key=value`` for a key not in the config, as one line naming the nearest real key.
-
-    Hydra suggests ``+key=value``, which for a typo (trainer.max_epoch) only adds a key that nothing reads.
-    """
-    override, cause = re.search(r"To append to your config use \+(\S+)", str(err)), err.__cause__
-    if not (override and isinstance(cause, OmegaConfBaseException) and isinstance(cause.parent_node, DictConfig)):
+def unknown_key(err: CompactHydraException, primary: Path, args: Iterable[str]) -> str | None:
+    """Hydra's refusal of ``key=value`` (one of ``args``) for a key not in the config, as one line naming the
+    nearest real key. Hydra suggests ``+key=value``, which for a typo (trainer.max_epoch) only adds a key that
+    nothing reads."""
+    cause = err.__cause__
+    if not (isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(cause.parent_node, DictConfig)):
         return None
     parent, key = cause.parent_node, str(cause.full_key)
-    choices = left_out_groups(primary, config_dirs(primary, sys.argv[1:])).get(key)
+    override = next((arg for arg in args if f"{arg.partition('=')[0]}.".startswith(f"{key}.")), None)
+    if override is None:
+        return None
+    choices = left_out_groups(primary, config_dirs(primary, args)).get(key)
     if choices:  # eval.py's data: null (the checkpoint's data instead)
         return (
-            f"error: {override[1]}: no {key} config is chosen here, so it has no settings to change; "
-            f"choose one first: {key}=<{'|'.join(sorted(set(choices)))}> {override[1]}"
+            f"error: {override}: no {key} config is chosen here, so it has no settings to change; "
+            f"choose one first: {key}=<{'|'.join(sorted(set(choices)))}> {override}"
         )
     takes = getattr(signature_schema(parent["_target_"]), "__annotations__", {}) if "_target_" in parent else {}
     if key.rsplit(".", 1)[-1] in takes:  # an argument of the class that the YAML does not list
-        return f"error: {override[1]}: {key} is not in the config; add it with +{override[1]}"
-    return f"error: {override[1]} is not allowed: there is no such setting here{nearest(key, [*parent, *takes])}."
+        return f"error: {override}: {key} is not in the config; add it with +{override}"
+    return f"error: {override} is not allowed: there is no such setting here{nearest(key, [*parent, *takes])}."
 
 
 def hydra_errors(app: Callable[[], Any], primary: Path) -> None:
@@ -159,7 +160,7 @@ def hydra_errors(app: Callable[[], Any], primary: Path) -> None:
     except CompactHydraException as err:
         cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
         hydras = "\n".join(filter(None, (str(err), cause and str(cause))))
-        raise SystemExit(unknown_key(err, primary) or hydras) from None
+        raise SystemExit(unknown_key(err, primary, sys.argv[1:]) or hydras) from None
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 

@@ -1,8 +1,8 @@
 """Settings validated by pydantic before anything is built: each ``_target_`` against its signature.
 
 A node's arguments are checked against the target's type hints, which carry the project's own
-bounds (``Annotated[float, Field(gt=0)]``), and against any bounds the project ``narrow``s a
-library's arguments to. Values are validated as the JSON data a YAML config is, in strict mode:
+bounds (``Annotated[float, Field(gt=0)]``), and against the narrower bounds ``NARROWED`` sets on a
+library's arguments. Values are validated as the JSON data a YAML config is, in strict mode:
 ``true`` is not an integer, nor ``1.5``, and ``"abc"`` is no number, while a list is a tuple and a
 string a path. A refusal is one ``ConfigError`` naming the full key.
 """
@@ -14,29 +14,42 @@ import functools
 import inspect
 import json
 import typing
-from typing import Annotated, Any, Iterable, Iterator, Mapping
+from typing import Annotated, Any, Iterable, Iterator, Literal, Mapping, Optional
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict on Python < 3.12
 
 from mnist_lab.errors import ConfigError
 
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what torch's and numpy's generators take
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
-NARROWED: dict[str, type] = {}  # target -> a TypedDict of narrower bounds than its signature's
 
 
-def narrow(target: str) -> Any:
-    """Class decorator: the TypedDict's fields bound ``target``'s arguments of the same names."""
+class TrainerBounds(TypedDict, total=False):
+    """What Lightning's Trainer takes unchecked: max_epochs=0 trains nothing and reports success, and the
+    training step divides by log_every_n_steps; and what it checks only once built, after the model is."""
 
-    def register(bounds: type) -> type:
-        bounds.__pydantic_config__ = ConfigDict(STRICT, extra="ignore")
-        NARROWED[target] = bounds
-        return bounds
+    __pydantic_config__ = ConfigDict(STRICT, extra="ignore")  # type: ignore[misc]
+    max_epochs: Optional[Literal[-1] | PositiveInt]  # -1: until max_steps
+    max_steps: Literal[-1] | NonNegativeInt  # -1: no limit
+    # null: all batches; an int: that many; a float: that fraction
+    limit_train_batches: Optional[NonNegativeInt | Annotated[float, Field(ge=0, le=1)]]
+    limit_val_batches: Optional[NonNegativeInt | Annotated[float, Field(ge=0, le=1)]]
+    limit_test_batches: Optional[NonNegativeInt | Annotated[float, Field(ge=0, le=1)]]
+    log_every_n_steps: PositiveInt
+    check_val_every_n_epoch: Optional[PositiveInt]
+    gradient_clip_val: Optional[NonNegativeFloat]
 
-    return register
+
+class ModelSummaryBounds(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(STRICT, extra="ignore")  # type: ignore[misc]
+    max_depth: Annotated[int, Field(ge=-1)]  # -1: every layer; Lightning refuses others only once the data is read
+
+
+# A library's arguments bounded more narrowly than its signature: the TypedDict's fields, by name.
+NARROWED = {"lightning.pytorch.Trainer": TrainerBounds, "lightning.pytorch.callbacks.ModelSummary": ModelSummaryBounds}
 
 
 @functools.cache

@@ -15,13 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["CONF", "MODELS", "ROOT", "bars_config", "compose_config", "run_script", "start_script", "start_server"]
+__all__ = [
+    "CONF",
+    "MODELS",
+    "NETWORKS",
+    "ROOT",
+    "bars_config",
+    "compose_config",
+    "run_script",
+    "start_script",
+    "start_server",
+]
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the scripts and conf/
 CONF = ROOT / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))  # every model=..., a user's added one too
+# Each model's network class (model.net._target_), by model.
+NETWORKS = {m: OmegaConf.load(CONF / "model" / f"{m}.yaml").model.net._target_ for m in MODELS}
 SUPPORT_PATH = str(Path(__file__).resolve().parent.parent)  # so that a script's config can name support.probes
 
 

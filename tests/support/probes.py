@@ -39,3 +39,22 @@ class FirstStep(L.Callback):
     ) -> None:
         if not self.path.exists():
             self.path.write_text(json.dumps({"time": time.time()}))
+
+
+class PauseAt(L.Callback):
+    """Writes ``path`` as training batch ``batch`` of epoch ``epoch`` starts, and waits there for the test's signal:
+    a run stopped at a known step, not after a guessed time. Once: a resumed run (its config names this callback
+    too) finds ``path`` written and goes on."""
+
+    def __init__(self, path: str, epoch: int = 1, batch: int = 10) -> None:
+        self.path, self.epoch, self.batch = Path(path), epoch, batch
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int
+    ) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch) and not self.path.exists():
+            self.path.write_text("paused")
+            # Until the signal: SIGKILL ends the process, SIGINT raises here, and on SIGTERM Lightning stops the
+            # run as this step ends.
+            while not trainer.received_sigterm:
+                time.sleep(0.01)

@@ -432,19 +432,16 @@ def _integer_x(ax: Any) -> None:
         ax.set_xlim(middle - 0.5, middle + 0.5)
 
 
-def write_plots(study: optuna.Study, sweep_dir: Path, names: Optional[list[str]] = None) -> list[Path]:
-    """Optuna's own plots of the study as PNG files in ``sweep_dir``; one it cannot draw yet is skipped."""
+def study_plots(study: optuna.Study, names: Optional[list[str]] = None) -> dict[str, Any]:
+    """Optuna's own plots of the study, by file name; one it cannot draw yet is left out."""
     import matplotlib
-    import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as optuna_plots
 
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    if not finished:
-        return []
-    written = []
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        return {}
+    drawn = {}
     several = len(study.directions) > 1  # Optuna's other plots want one target; the front is the result
-    plots = {"optuna_pareto_front.png": "plot_pareto_front"} if several else PLOTS
-    for name, plot in plots.items():
+    for name, plot in ({"optuna_pareto_front.png": "plot_pareto_front"} if several else PLOTS).items():
         try:
             # Optuna switches matplotlib to its ggplot style for good; the context puts it back.
             with warnings.catch_warnings(), matplotlib.rc_context():
@@ -457,10 +454,16 @@ def write_plots(study: optuna.Study, sweep_dir: Path, names: Optional[list[str]]
             _integer_x(figure.axes[0])
         figure.set_size_inches(8, 5)
         figure.tight_layout()
-        figure.savefig(sweep_dir / name, dpi=100)
-        plt.close(figure)
-        written.append(sweep_dir / name)
-    return written
+        drawn[name] = figure
+    return drawn
+
+
+def write_plots(study: optuna.Study, sweep_dir: Path, names: Optional[list[str]] = None) -> None:
+    """``study_plots`` as PNG files in ``sweep_dir``."""
+    from mnist_lab.figures import save
+
+    for name, figure in study_plots(study, names).items():
+        save(figure, sweep_dir / name)
 
 
 def results(study: optuna.Study) -> dict[str, Any]:

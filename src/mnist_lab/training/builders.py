@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
-from typing_extensions import TypedDict
 
 from mnist_lab.building import build
 from mnist_lab.hardware import skip_nvml_check_without_driver
 from mnist_lab.known_noise import hide_known_noise
-from mnist_lab.validation import narrow
-
-
-@narrow("lightning.pytorch.Trainer")
-class TrainerBounds(TypedDict, total=False):
-    """What Lightning's Trainer takes unchecked: max_epochs=0 trains nothing and reports success, and the
-    training step divides by log_every_n_steps; and what it checks only once built, after the model is."""
-
-    max_epochs: Optional[Literal[-1] | PositiveInt]  # -1: until max_steps
-    max_steps: Literal[-1] | NonNegativeInt  # -1: no limit
-    # null: all batches; an int: that many; a float: that fraction
-    limit_train_batches: Optional[NonNegativeInt | Annotated[float, Field(ge=0, le=1)]]
-    limit_val_batches: Optional[NonNegativeInt | Annotated[float, Field(ge=0, le=1)]]
-    limit_test_batches: Optional[NonNegativeInt | Annotated[float, Field(ge=0, le=1)]]
-    log_every_n_steps: PositiveInt
-    check_val_every_n_epoch: Optional[PositiveInt]
-    gradient_clip_val: Optional[NonNegativeFloat]
-
-
-@narrow("lightning.pytorch.callbacks.ModelSummary")
-class ModelSummaryBounds(TypedDict, total=False):
-    max_depth: Annotated[int, Field(ge=-1)]  # -1: every layer; Lightning refuses others only once the data is read
 
 
 def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:

@@ -15,7 +15,6 @@ from typing_extensions import TypedDict
 
 from mnist_lab.errors import ConfigError, check
 from mnist_lab.hardware import resolve_accelerator
-from mnist_lab.training import builders  # noqa: F401 - registers the bounds it narrows the Trainer's arguments to
 from mnist_lab.training.run_folder import RESULTS
 from mnist_lab.validation import Seed, check_config
 
