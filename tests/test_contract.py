@@ -53,9 +53,12 @@ def test_a_datamodule_that_breaks_the_contract_is_refused_in_one_line(make_cfg, 
     assert "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULERS)
-# One step; OneCycle's warm-up of exactly one step (4 x 0.25: torch divided by zero); more steps than epochs.
-@pytest.mark.parametrize("epochs, batches", [(1, 1), (4, 1), (2, 3)])
+# One step, and more steps than epochs, with each; OneCycle's warm-up of exactly one step (4 x 0.25: torch divided
+# by zero).
+@pytest.mark.parametrize(
+    "scheduler, epochs, batches",
+    [(s, e, b) for s in SCHEDULERS for e, b in [(1, 1), (2, 3)]] + [("onecycle", 4, 1)],
+)
 def test_a_run_of_any_length_trains_with_every_scheduler(make_cfg, scheduler, epochs, batches):
     cfg = user_cfg(
         make_cfg,

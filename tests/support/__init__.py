@@ -5,14 +5,16 @@ Imported as ``support`` (pytest puts tests/ on the path; bench/ scripts put it t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import io
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -91,8 +93,26 @@ def compose_config(*overrides: str, config_name: str = "train", hydra_keys: bool
 
 @functools.cache
 def _composed(config_name: str, overrides: tuple[str, ...], hydra_keys: bool) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"), _yaml_parsed_once():
         return compose(config_name, overrides=list(overrides), return_hydra_config=hydra_keys)
+
+
+@functools.cache
+def _parsed(text: str) -> DictConfig:
+    return _load(io.StringIO(text))
+
+
+_load = OmegaConf.load
+
+
+@contextlib.contextmanager
+def _yaml_parsed_once() -> Iterator[None]:
+    """Each YAML text parsed once a session: a compose reads some 45 files, 40 % of its time (a copy is 50x faster)."""
+    OmegaConf.load = lambda file: copy.deepcopy(_parsed(file.read())) if hasattr(file, "read") else _load(file)
+    try:
+        yield
+    finally:
+        OmegaConf.load = _load
 
 
 def write_idx(path: Path, array: Any) -> Path:
