@@ -268,6 +268,9 @@ def test_predict_reads_each_file_once_never_outside_its_folder_and_lists_failure
         ),
         ("export", "check=maybe", "check=maybe is not allowed: input should be a valid boolean"),
         ("serve", "max_images=0", "max_images=0 is not allowed: input should be greater than 0"),
+        ("serve", "max_bytes=0", "max_bytes=0 is not allowed: input should be greater than 0"),
+        ("serve", "port=99999", "port=99999 is not allowed: input should be less than or equal to 65535"),
+        ("serve", "backend=tf", "backend=tf is not allowed: input should be 'torch' or 'onnx'"),
         ("serve", "+worker=2", "worker=2 is not allowed: there is no such setting here; the nearest one is workers"),
     ],
 )

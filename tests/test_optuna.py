@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from mnist_lab.errors import ConfigError  # noqa: E402
 from mnist_lab.sweeps.study import ask, counted, distribution, open_storage  # noqa: E402
-from support import postgres, run_script, start_script  # noqa: E402
+from support import compose_config, postgres, run_script, start_script  # noqa: E402
 
 TINY = [
     "sweep=optuna",
@@ -169,22 +170,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("hydra.sweeper.sampler._target_=optuna.samplers.Nope", "hydra.sweeper.sampler._target_=optuna.samplers.Nope"),
+        ("hydra.sweeper.pruner._target_=optuna.pruners.Nope", "hydra.sweeper.pruner._target_=optuna.pruners.Nope"),
+        ("hydra.sweeper.params={model.optimizer.lr: 'interval(0.1'}", "hydra.sweeper.params.model.optimizer.lr"),
+        ("hydra.sweeper.storage=sqlite:///{tmp}/file/x.db", "cannot be opened"),
+        ("hydra.sweeper.heartbeat_s=0", "hydra.sweeper.heartbeat_s=0 is not allowed: it must be a number of seconds"),
+    ],
+)
+def test_bad_sweep_settings_are_refused_in_one_line(tmp_path: Path, override, message):
+    """What the sweeper checks before its first trial (its process says it in one line: the test below)."""
+    from mnist_lab.sweeps.study import build_part, heartbeat_times, open_study, search_space
+
+    (tmp_path / "file").write_text("a file where the storage wants a folder")
+    sweep_dir = f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    config = compose_config(*TINY, sweep_dir, override.replace("{tmp}", str(tmp_path)), hydra_keys=True)
+    sweeper = config.hydra.sweeper
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        search_space(OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {})
+        heartbeat_times(sweeper)
+        open_study(sweeper, build_part(sweeper, "sampler"))
+    assert "\n" not in str(refused.value)
+
+
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_bad_sweep_settings_stop_before_any_run_in_one_line(tmp_path: Path):
     base = [*TINY, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1"]
-    cases = {
-        "hydra.sweeper.sampler._target_=optuna.samplers.Nope": "hydra.sweeper.sampler._target_=optuna.samplers.Nope",
-        "hydra.sweeper.pruner._target_=optuna.pruners.Nope": "hydra.sweeper.pruner._target_=optuna.pruners.Nope",
-        "hydra.sweeper.params={model.optimizer.lr: 'interval(0.1'}": "hydra.sweeper.params.model.optimizer.lr",
-        f"hydra.sweeper.storage=sqlite:///{tmp_path}/file/x.db": "cannot be opened",
-        "hydra.sweeper.heartbeat_s=0": "hydra.sweeper.heartbeat_s=0 is not allowed: it must be a number of seconds",
-    }
-    (tmp_path / "file").write_text("a file where the storage wants a folder")
-    for override, message in cases.items():
-        sweep_dir = tmp_path / f"sweep{len(list(tmp_path.iterdir()))}"
-        result = run_script("train.py", *base, override, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
-        assert result.returncode == 1 and "error: " in result.stderr and message in result.stderr, result.stderr
-        assert "Traceback" not in result.stderr and not results(sweep_dir)
+    sweep_dir = tmp_path / "nope"
+    result = run_script(
+        "train.py",
+        *base,
+        "hydra.sweeper.sampler._target_=optuna.samplers.Nope",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "error: hydra.sweeper.sampler._target_=optuna.samplers.Nope" in result.stderr
+    assert "Traceback" not in result.stderr and not results(sweep_dir)
 
     # The same study with another search space.
     sweep_dir = tmp_path / "space"

@@ -180,10 +180,7 @@ def test_serve_refuses_a_bad_checkpoint_or_setting_in_one_line(tmp_path: Path):
         ([bad], "cannot be read as a safe"),
         ([f"ckpt_path={tmp_path / 'none.ckpt'}"], "no such file"),
         ([], "ckpt_path is missing"),
-        ([bad, "port=99999"], "port=99999 is not allowed"),
-        ([bad, "backend=tf"], "backend=tf is not allowed"),
-        ([bad, "max_bytes=0"], "max_bytes=0 is not allowed"),
-        ([bad, f"port={taken.getsockname()[1]}"], "cannot listen there"),
+        ([bad, f"port={taken.getsockname()[1]}"], "cannot listen there"),  # the settings' own: test_eval_predict
     ):
         result = run_script("serve.py", "port=0", *args, cwd=tmp_path)
         assert result.returncode != 0 and says in result.stderr, (args, result.stderr)
