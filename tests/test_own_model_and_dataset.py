@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_lab.command_line import require_extras
 from mnist_lab.data.datamodule import ImageDataModule
 from mnist_lab.models.classifier import load_classifier
 from support import ROOT, doc_steps, run_script, write_idx
@@ -27,6 +28,18 @@ def write_files(files: dict[str, str], folder: Path, **replace: str) -> None:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def page_steps(page: str, section: str = "") -> tuple[dict[str, str], list[str], list[tuple[str, str]]]:
+    """``doc_steps`` of the page, or a skip naming the extra one of its commands needs (export.py: onnx, ...)."""
+    steps = doc_steps(ROOT / "docs" / page, section)
+    for command in steps[1]:
+        words = shlex.split(command)
+        try:
+            require_extras(Path(words[1]).stem, words[2:])
+        except SystemExit as missing:
+            pytest.skip(str(missing).removeprefix("error: "))
+    return steps
 
 
 def finished_runs(folder: Path) -> list[Path]:
@@ -57,7 +70,7 @@ def follow(command: str, folder: Path, run: Path | None, extra: tuple[str, ...] 
 def test_the_own_model_page_adds_a_model_that_trains_sweeps_evaluates_predicts_and_exports(
     tmp_path, mnist, monkeypatch
 ):
-    files, commands, transcripts = doc_steps(ROOT / "docs" / "own_model.md")
+    files, commands, transcripts = page_steps("own_model.md")
     assert set(files) == {"my_nets.py", "conf/model/tiny_cnn.yaml"}
     write_files(files, tmp_path)
     Image.fromarray(mnist["test_x"][0].numpy()).save(tmp_path / "digit.png")
@@ -129,7 +142,7 @@ def computed_mean(folder: Path) -> float:
 
 
 def test_the_own_dataset_page_trains_and_predicts_with_its_class_names(tmp_path, shapes_folder):
-    files, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md", "3. IDX files")
+    files, commands, _ = page_steps("own_dataset.md", "3. IDX files")
     assert set(files) == {"conf/data/my_clothes.yaml"}
     write_files(files, tmp_path, **{"/data/my_clothes": str(shapes_folder)})
     # A picture of a block on light paper, as a user photographs one: read as the whole picture.
@@ -165,7 +178,7 @@ def light_on_dark_block(path: Path, colour: tuple[int, int, int] = (255, 255, 25
 
 def test_the_own_datamodule_section_trains_every_script_on_a_lightning_datamodule(tmp_path):
     """Section 1: a DataModule written as Lightning's docs write one, importing nothing of mnist_lab."""
-    files, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md", "1. A DataModule of your own")
+    files, commands, _ = page_steps("own_dataset.md", "1. A DataModule of your own")
     assert set(files) == {"my_data.py", "conf/data/bars.yaml"} and "mnist_lab" not in files["my_data.py"]
     write_files(files, tmp_path)
     light_on_dark_block(tmp_path / "photo.png")
@@ -200,7 +213,7 @@ def colour_folder(tmp_path: Path) -> Path:
 
 def test_the_image_folder_section_trains_on_colour_pictures_and_names_their_classes(tmp_path, colour_folder):
     """Section 2: data=image_folder on a tree without test/ (held out of train/), colour and resized."""
-    _, commands, _ = doc_steps(ROOT / "docs" / "own_dataset.md", "2. A folder of images per class")
+    _, commands, _ = page_steps("own_dataset.md", "2. A folder of images per class")
     light_on_dark_block(tmp_path / "photo.png", colour=(230, 0, 0))
     (tmp_path / "conf").mkdir()  # no config of the user's own: the shipped data=image_folder
     run, outputs = None, []

@@ -140,7 +140,10 @@ def test_a_sweep_over_a_key_the_model_lacks_stops_before_any_run(tmp_path: Path)
     [("local_parallel", "JoblibLauncher"), ("slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher")],
 )
 def test_launcher_configs_compose(launcher, target):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher",
+        reason='launcher=slurm needs the launchers extra: pip install -e ".[launchers]"',
+    )
     cfg = compose_config(f"launcher={launcher}", "output_dir=x", hydra_keys=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "slurm":
@@ -151,7 +154,10 @@ def test_launcher_configs_compose(launcher, target):
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_submitit_sweep_runs_each_run_as_a_job_and_records_the_failed_one(tmp_path: Path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher",
+        reason='launcher=slurm needs the launchers extra: pip install -e ".[launchers]"',
+    )
     sweep_dir = tmp_path / "sweep"
     result = sweep(sweep_dir, "launcher=submitit_local", "model=mlp", "model.net.dropout=0.1,0.2,1.5")
     assert result.returncode != 0 and "1 of 3 runs failed" in result.stderr
