@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -15,6 +17,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from mnist_lab.training.hparams import columns
 from mnist_lab.training.run import train
 from support import compose_config
+from support.probes import InterruptAt
 
 TINY = [
     "debug=tiny",
@@ -145,3 +148,37 @@ def test_hparams_show_every_setting_a_run_changed_as_written(tmp_path, hidden, m
 def test_hparams_columns_are_short_unless_two_keys_share_a_name():
     params = {"model.net.scale": 2, "data.augment.scale": 0.1, "model.net.hidden": 64, "model/optimizer": "sgd"}
     assert columns(params) == {"model.net.scale": 2, "data.augment.scale": 0.1, "hidden": 64, "optimizer": "sgd"}
+
+
+def test_a_resumed_run_keeps_the_columns_of_the_settings_it_was_started_with(tmp_path, monkeypatch):
+    """TensorBoard shows a folder's first row; the resumed session logs the same one (MLflow refuses a param that
+    changes value), though its own command line says only resume=<run>."""
+    from mnist_lab.training import run as training
+
+    run_dir, stopped = tmp_path / "run", tmp_path / "stopped"
+    overrides = [
+        "model=mlp",
+        "model/optimizer=sgd",
+        "model.optimizer.momentum=0.5",
+        "debug=tiny",
+        "trainer.max_epochs=2",
+    ]
+    probe = [f"+callbacks.stop._target_={InterruptAt.__module__}.InterruptAt", f"+callbacks.stop.path={stopped}"]
+    cfg = compose_config(f"output_dir={run_dir}", "trainer.accelerator=cpu", "test=false", *overrides, *probe)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra keeps of a run
+    monkeypatch.setattr(training, "job_overrides", lambda: overrides)  # and gives train.py
+    with pytest.raises(SystemExit):  # Ctrl-C as its second epoch starts
+        training.run(cfg)
+    resume = [f"resume={run_dir}"]
+    monkeypatch.setattr(training, "job_overrides", lambda: resume)  # python train.py resume=<run>
+    training.run(compose_config(*resume))
+    sessions = sorted(run_dir.glob("events.out.tfevents.*"), key=lambda path: path.stat().st_mtime_ns)
+    assert len(sessions) == 2 and hparams_of(sessions[0])["momentum"] == 0.5
+    shown = hparams_of(sessions[1])  # the resumed session's row
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "ok"
+    assert (shown["model"], shown["optimizer"], shown["momentum"]) == (
+        "mlp",
+        "sgd",
+        0.5,
+    )  # momentum: a column of its own

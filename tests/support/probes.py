@@ -58,3 +58,15 @@ class PauseAt(L.Callback):
             # run as this step ends.
             while not trainer.received_sigterm:
                 time.sleep(0.01)
+
+
+class InterruptAt(L.Callback):
+    """Ctrl-C as epoch ``epoch`` starts, once (``path`` records it): a run stopped in-process, to be resumed."""
+
+    def __init__(self, path: str, epoch: int = 1) -> None:
+        self.path, self.epoch = Path(path), epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch and not self.path.exists():
+            self.path.write_text("interrupted")
+            raise KeyboardInterrupt
