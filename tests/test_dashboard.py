@@ -21,6 +21,8 @@ from support.probes import InterruptAt
 
 TINY = [
     "debug=tiny",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=5",
     "logger=both",

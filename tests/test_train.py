@@ -18,7 +18,7 @@ from mnist_lab.models.classifier import ImageClassifier, load_classifier
 from mnist_lab.training.run import run, train
 from support import run_script, start_script
 
-TINY = ["debug=tiny", "trainer.accelerator=cpu"]
+TINY = ["debug=tiny", "data.batch_size=32", "data.eval_batch_size=64", "trainer.accelerator=cpu"]
 
 
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
