@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 from mnist_lab import figures
-from mnist_lab.command_line import require_extras
+from mnist_lab.command_line import EXTRAS, require_extras
 from mnist_lab.errors import ConfigError
 from mnist_lab.sweeps.naming import run_dirname
 from mnist_lab.sweeps.summary import write_summary
@@ -96,6 +97,8 @@ def test_a_search_over_a_key_the_model_lacks_is_refused():
 
 def test_a_missing_plugin_names_its_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    for module, _ in EXTRAS.values():  # as if never installed, nor imported by an earlier test
+        monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(SystemExit, match=r'sweep=optuna needs the "optuna" extra.*pip install -e "\.\[optuna\]"'):
         require_extras("train", ["model=logreg", "sweep=optuna"])
     with pytest.raises(SystemExit, match=r'launcher=slurm needs the "launchers" extra'):
@@ -105,6 +108,11 @@ def test_a_missing_plugin_names_its_extra(monkeypatch):
     with pytest.raises(SystemExit, match=r'logger=mlflow needs the "mlflow" extra.*pip install -e "\.\[mlflow\]"'):
         require_extras("train", ["logger=mlflow"])
     require_extras("train", ["model=logreg", "sweep=lr_dropout_epochs"])  # no plugin needed
+
+
+def test_an_extra_already_imported_is_installed():
+    pytest.importorskip("optuna_integration", reason='sweep=optuna needs the optuna extra: pip install -e ".[optuna]"')
+    require_extras("train", ["sweep=optuna"])  # its module has no __spec__ once imported: find_spec would raise
 
 
 def test_summary_plot_marks_best_and_failed_runs_and_scales_axes_by_the_search():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ def subprocess_devnull() -> int:
 
 def test_logger_wandb_without_the_extra_names_its_install_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.delitem(sys.modules, "wandb")  # as if never installed (this module imported it)
     with pytest.raises(SystemExit, match=r'logger=wandb needs the "wandb" extra.*pip install -e "\.\[wandb\]"'):
         require_extras("train", ["logger=wandb"])
     with pytest.raises(SystemExit, match=r'logger=\[tensorboard,wandb\] needs the "wandb" extra'):

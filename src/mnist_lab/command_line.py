@@ -50,7 +50,8 @@ SCRIPT_EXTRAS = {
 
 
 def require_extra(module: str, extra: str, needed_by: str) -> None:
-    if importlib.util.find_spec(module) is None:
+    # An imported module is installed (optuna_integration, once imported, has no __spec__: find_spec refuses it).
+    if module not in sys.modules and importlib.util.find_spec(module) is None:
         raise SystemExit(
             f'error: {needed_by} needs the "{extra}" extra, which is not installed: pip install -e ".[{extra}]"'
         )

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from pydantic import ConfigDict
 from typing_extensions import NotRequired, TypedDict
 
@@ -118,12 +118,8 @@ def log_report(report: list[dict[str, Any]]) -> None:
 
 def test_data(cfg: DictConfig, run_config: Optional[dict]) -> L.LightningDataModule:
     """The data to test on: ``data=...`` when chosen, else the checkpoint's own; refused without a test set."""
-    if cfg.get("data"):
-        datamodule = build(cfg.data)
-        datamodule.prepare_data()
-        datamodule.setup("test")
-    else:
-        datamodule = data_of_run(run_config)
+    chosen = {"data": OmegaConf.to_container(cfg.data, resolve=True)} if cfg.get("data") else run_config
+    datamodule = data_of_run(chosen)
     if loader(datamodule, "test") is None:
         raise ConfigError(f"there is nothing to test on: {type(datamodule).__name__} has no test_dataloader.")
     return datamodule
