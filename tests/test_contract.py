@@ -45,6 +45,7 @@ def test_without_validation_or_test_data_the_run_trains_keeps_its_last_epoch_and
         ({"mixed_sizes": True}, "the train images have mixed sizes"),
         ({"num_classes": None}, "BarsData says nothing of its classes: give it a num_classes attribute"),
         ({"blank": True}, r"every pixel of the first training batch is the same \(std 0\)"),
+        ({"normalized": True}, r"the train images hold values from -1.00 to 2.33, not 0 to 1: .*transforms.Normalize"),
     ],
 )
 def test_a_datamodule_that_breaks_the_contract_is_refused_in_one_line(make_cfg, data, message):

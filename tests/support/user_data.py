@@ -39,12 +39,13 @@ class BarsData(L.LightningDataModule):
         labels: bool = True,  # false: images alone
         mixed_sizes: bool = False,
         blank: bool = False,  # every pixel 0
+        normalized: bool = False,  # transforms.Normalize's output: centred on 0
         validate: bool = True,
         test: bool = True,
     ) -> None:
         super().__init__()
         self.batch_size, self.side, self.count, self.label_offset = batch_size, side, count, label_offset
-        self.has_labels, self.mixed_sizes, self.blank = labels, mixed_sizes, blank
+        self.has_labels, self.mixed_sizes, self.blank, self.normalized = labels, mixed_sizes, blank, normalized
         if num_classes is not None:
             self.num_classes = num_classes
         if not validate:
@@ -56,7 +57,7 @@ class BarsData(L.LightningDataModule):
         if self.mixed_sizes:
             return DataLoader(MixedSizes(), batch_size=4)
         images, labels = pictures(self.count, self.side, seed)
-        images = images * 0 if self.blank else images
+        images = images * 0 if self.blank else (images - 0.3) / 0.3 if self.normalized else images
         dataset = TensorDataset(images, labels + self.label_offset) if self.has_labels else TensorDataset(images)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
 

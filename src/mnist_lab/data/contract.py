@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from mnist_lab.errors import DataError
 
 READINGS = ("digits", "picture", "resized")  # how predict.py and serve.py read a picture (inference.reading)
-STAGES = ("train", "val", "test")
+OVERSHOOT = 0.1  # how far past [0, 1] a picture's pixels may reach (a bicubic resize's ringing), not normalised ones
 
 
 def loader(datamodule: L.LightningDataModule, stage: str) -> Optional[Any]:
@@ -114,6 +114,12 @@ def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
         raise DataError(
             f"the train labels go from {int(labels.min())} to {int(labels.max())}, but the data has {len(classes)} "
             f"classes: labels must be 0..{len(classes) - 1}."
+        )
+    low, high = float(images.min()), float(images.max())
+    if low < -OVERSHOOT or high > 1 + OVERSHOOT:  # normalised, or 0-255 as floats: read wrong in every new picture
+        raise DataError(
+            f"the train images hold values from {low:.2f} to {high:.2f}, not 0 to 1: give floats in [0, 1] "
+            "(transforms.ToTensor) or uint8, without transforms.Normalize: the model normalises them itself."
         )
     if images.shape[-1] != images.shape[-2]:
         raise DataError(f"the train images are {images.shape[-2]}x{images.shape[-1]}: the networks take square ones.")
