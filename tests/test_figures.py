@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mnist_lab import figures
+from support.pixels import rendered
 
 
 def coloured(image: Image.Image, hue: str) -> np.ndarray:
@@ -61,9 +62,7 @@ def test_the_learning_curves_draw_each_stage_where_its_numbers_go():
         }
         for e in epochs
     ]
-    figure = figures.learning_curves(history)
-    figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(int)
+    pixels = rendered(figures.learning_curves(history))
     half = pixels.shape[1] // 2
     # matplotlib's first two colours: train (C0, blue), then val (C1, orange). Down the image is up the y-axis's
     # opposite, so a falling line's pixels go down as they go right: a positive slope in (column, row).

@@ -386,6 +386,7 @@ def test_optunas_plots_show_each_trial_of_the_study():
     import numpy as np
 
     from mnist_lab.sweeps.study import study_plots
+    from support.pixels import colour_at, rendered
 
     searched = optuna.create_study(direction="maximize")
     values = [0.5, 0.9, 0.7, 0.95, 0.6, 0.8]
@@ -403,13 +404,10 @@ def test_optunas_plots_show_each_trial_of_the_study():
         "optuna_intermediate_values.png": [(step, v - 0.1 * (2 - step)) for v in values for step in range(3)],
     }
     for name, shown in points.items():
-        figure, ax = plots[name], plots[name].axes[0]
-        figure.canvas.draw()
-        pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(int)
+        pixels, ax = rendered(plots[name]), plots[name].axes[0]
         ground = np.array(ax.get_facecolor()[:3]) * 255
         for x, y in shown:  # a mark where each trial's (number or step, value) falls, not the axes' ground
-            column, row = ax.transData.transform((x, y))
-            colour = pixels[len(pixels) - int(round(row)), int(round(column))]
+            colour = colour_at(pixels, ax, x, y)
             assert np.abs(colour - ground).max() > 40, (name, x, y, colour)
     assert {t.get_text() for t in plots["optuna_importances.png"].axes[0].get_yticklabels()} == {
         "model.optimizer.lr",

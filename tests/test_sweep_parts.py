@@ -22,6 +22,7 @@ from mnist_lab.sweeps.summary import write_summary
 from mnist_lab.sweeps.swept_keys import missing_keys
 from mnist_lab.training.run_folder import RESULT
 from support import MODELS, compose_config
+from support.pixels import colour_at, rendered
 
 OPTUNA_TRIAL = [
     "model.net.dropout=0.47938081700940427",
@@ -180,13 +181,10 @@ def test_the_summary_plot_has_a_title_and_error_bars_of_each_settings_spread():
     means, spreads = [0.9, 0.8], [0.01, 0.02]
     fig = figures.objective_plot({"lr": ["0.1", "0.5"]}, means, "val_acc_best", errors=spreads, title="t")
     assert fig.get_suptitle() == "t"
-    fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
-    ax = fig.axes[0]
+    pixels, ax = rendered(fig), fig.axes[0]
 
     def inked(x: float, y: float) -> bool:
-        column, row = ax.transData.transform((x, y))
-        return bool(np.abs(pixels[len(pixels) - int(round(row)), int(round(column))] - 255).max() > 60)
+        return bool(np.abs(colour_at(pixels, ax, x, y) - 255).max() > 60)
 
     for x, mean, spread in zip((0.1, 0.5), means, spreads):  # a bar from mean - std to mean + std, no further
         assert inked(x, mean + 0.8 * spread) and inked(x, mean - 0.8 * spread)

@@ -153,8 +153,6 @@ def doc_steps(page: Path, section: str = "") -> tuple[dict[str, str], list[str],
 def bars_config(output_dir: Path, *overrides: str, model: str = "logreg", **data: Any) -> DictConfig:
     """A run of ``model`` on support.user_data.BarsData (three classes a linear model learns in seconds), quiet
     and on the CPU; ``data``: the DataModule's arguments."""
-    from omegaconf import OmegaConf
-
     quiet = ("logger=[]", "callbacks.progress_bar.refresh_rate=0", "trainer.log_every_n_steps=1")
     cfg = compose_config(f"output_dir={output_dir}", "trainer.accelerator=cpu", f"model={model}", *quiet, *overrides)
     cfg.data = OmegaConf.create({"_target_": "support.user_data.BarsData", **data})

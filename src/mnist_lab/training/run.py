@@ -194,9 +194,8 @@ def run(cfg: DictConfig) -> Optional[float]:
     datamodule = None if in_sweep() else check(cfg)
     record = RunRecord(run_dir, job_overrides(), resumed=resumed)
     try:
-        metrics, objects = train(
-            cfg, datamodule=datamodule, overrides=record.record["overrides"]
-        )  # a resumed run's own
+        # HPARAMS show what the run was started with: a resumed run's command line says only resume=<run>.
+        metrics, objects = train(cfg, datamodule=datamodule, overrides=record.record["overrides"])
     except BaseException as err:
         return _failed(record, err, run_dir)
     metrics |= measures(objects["model"], objects["datamodule"], wanted=sweep_objectives())
