@@ -186,16 +186,13 @@ def _free_port() -> int:
 )
 def test_bad_sweep_settings_are_refused_in_one_line(tmp_path: Path, override, message):
     """What the sweeper checks before its first trial (its process says it in one line: the test below)."""
-    from mnist_lab.sweeps.study import build_part, heartbeat_times, open_study, search_space
+    from mnist_lab.sweeps.study import open_search
 
     (tmp_path / "file").write_text("a file where the storage wants a folder")
     sweep_dir = f"hydra.sweep.dir={tmp_path / 'sweep'}"
     config = compose_config(*TINY, sweep_dir, override.replace("{tmp}", str(tmp_path)), hydra_keys=True)
-    sweeper = config.hydra.sweeper
     with pytest.raises(ConfigError, match=re.escape(message)) as refused:
-        search_space(OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {})
-        heartbeat_times(sweeper)
-        open_study(sweeper, build_part(sweeper, "sampler"))
+        open_search(config, [])
     assert "\n" not in str(refused.value)
 
 

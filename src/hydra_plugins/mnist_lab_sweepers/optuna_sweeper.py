@@ -7,7 +7,7 @@ when a sweep uses it (``mnist_lab.sweeps.study``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -39,62 +39,56 @@ class OptunaSweeper(Sweeper):
         from mnist_lab.sweeps.heartbeat import Beat
 
         sweeper = self.config.hydra.sweeper
-        space, fixed = studies.sweep_space(self.config, arguments)
-        custom = studies.custom_space(sweeper)
-        folds = studies.folds_of(self.config.data, fixed)
-        self.names = studies.objectives(sweeper, self.config.optimized_metric)
-        pruner = "fold_pruner" if folds else "pruner"
-        if len(self.names) > 1:
-            pruner = studies.several_objectives(sweeper, folds, fixed)
-        study = studies.open_study(sweeper, sampler=studies.build_part(sweeper, "sampler"), pruner=pruner)
-        studies.claim_space(study, space)
-        every_s, self.grace_s = studies.heartbeat_times(sweeper)
-        self._retry_dead(study, first=True)
+        self.search = search = studies.open_search(self.config, arguments)
+        custom = search.custom and (search.custom, self.config)
+        self._retry_dead(first=True)
         self.held: list = []  # the trials this process runs now: its heartbeat covers those still waiting their turn
         job_idx = 0
-        with Beat(lambda: studies.open_study(sweeper), lambda: [t.number for t in self.held], every_s):
-            while (todo := min(sweeper.n_jobs, studies.to_ask(study, sweeper.n_trials))) > 0:
+        with Beat(lambda: studies.open_study(sweeper), lambda: [t.number for t in self.held], search.every_s):
+            while (todo := min(sweeper.n_jobs, studies.to_ask(search.study, sweeper.n_trials))) > 0:
                 asked = (
-                    studies.ask(study, space, sweeper.sampler, sweeper.n_trials, custom and (custom, self.config))
+                    studies.ask(search.study, search.space, sweeper.sampler, sweeper.n_trials, custom)
                     for _ in range(todo)
                 )
                 self.held = [trial for trial in asked if trial]  # None: the study already holds n_trials
                 if not self.held:
                     break
-                job_idx = self._launch(study, fixed, folds, job_idx)
-                self._retry_dead(study)
+                job_idx = self._launch(job_idx)
+                self._retry_dead()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(studies.results(study)), sweep_dir / "optimization_results.yaml")
-        studies.write_plots(study, sweep_dir, self.names)
+        OmegaConf.save(OmegaConf.create(studies.results(search.study)), sweep_dir / "optimization_results.yaml")
+        studies.write_plots(search.study, sweep_dir, search.names)
 
-    def _retry_dead(self, study: Any, first: bool = False) -> None:
+    def _retry_dead(self, first: bool = False) -> None:
         """Ask again the trials that dead sweep processes, here or on other machines, left running."""
         from mnist_lab.logs import get_logger
         from mnist_lab.sweeps import study as studies
 
-        sweeper = self.config.hydra.sweeper
-        retried = studies.retry_dead(study, grace_s=self.grace_s)
+        study = self.search.study
+        retried = studies.retry_dead(study, grace_s=self.search.grace_s)
         if first or retried:
             get_logger(__name__).info(
-                f"Study {study.study_name!r}: {studies.counted(study)} of {sweeper.n_trials} trials there"
-                + (f", {retried} left running by a dead sweep process asked again" if retried else "")
+                f"Study {study.study_name!r}: {studies.counted(study)} of {self.config.hydra.sweeper.n_trials} "
+                "trials there" + (f", {retried} left running by a dead sweep process asked again" if retried else "")
             )
 
-    def _launch(self, study: Any, fixed: dict[str, str], folds: Optional[int], job_idx: int) -> int:
+    def _launch(self, job_idx: int) -> int:
         from mnist_lab.sweeps import study as studies
 
-        if folds:
-            return self._launch_folds(study, self.held, fixed, folds, job_idx)
-        jobs = self.launcher.launch([studies.overrides(t, fixed) for t in self.held], initial_job_idx=job_idx)
+        search = self.search
+        if search.folds:
+            return self._launch_folds(self.held, job_idx)
+        jobs = self.launcher.launch([studies.overrides(t, search.fixed) for t in self.held], initial_job_idx=job_idx)
         for trial, job in zip(self.held, jobs):
-            studies.tell(study, trial, job, self.names)
+            studies.tell(search.study, trial, job, search.names)
         return job_idx + len(jobs)
 
-    def _launch_folds(self, study: Any, trials: list, fixed: dict[str, str], folds: int, job_idx: int) -> int:
+    def _launch_folds(self, trials: list, job_idx: int) -> int:
         """The trials' folds, fold by fold across them; the fold pruner may stop a trial between its folds."""
         from mnist_lab.sweeps import study as studies
 
+        study, fixed, folds = self.search.study, self.search.fixed, self.search.folds
         values: dict[int, list[float]] = {t.number: [] for t in trials}
         for fold in range(folds):
             if not trials:  # every trial pruned (or failed) before this fold

@@ -11,6 +11,7 @@ import socket
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -231,6 +232,37 @@ def claim_space(study: optuna.Study, space: dict[str, BaseDistribution]) -> None
             f"study {study.study_name!r} in this storage searches another space "
             f"({', '.join(sorted(stored))}); use a new hydra.sweeper.study_name or hydra.sweep.dir"
         )
+
+
+@dataclass
+class Search:
+    """A sweep process's search: its study, what it searches and fixes, its custom space, folds and objectives,
+    and how often a trial's heartbeat is due and how long one may stay silent."""
+
+    study: optuna.Study
+    space: dict[str, BaseDistribution]
+    fixed: dict[str, Optional[str]]
+    custom: Optional[CustomSpace]
+    folds: Optional[int]
+    names: list[str]
+    every_s: float
+    grace_s: float
+
+
+def open_search(config: DictConfig, arguments: list[str]) -> Search:
+    """The search of ``config`` (a sweep's composed config) and its command line's ``arguments``: each setting of
+    the sweeper checked, a bad one refused in one line before any trial runs, then its study opened (created on
+    first use) with its search space claimed."""
+    sweeper = config.hydra.sweeper
+    space, fixed = sweep_space(config, arguments)
+    custom = custom_space(sweeper)
+    folds = folds_of(config.data, fixed)
+    names = objectives(sweeper, config.optimized_metric)
+    pruner = several_objectives(sweeper, folds, fixed) if len(names) > 1 else "fold_pruner" if folds else "pruner"
+    every_s, grace_s = heartbeat_times(sweeper)
+    study = open_study(sweeper, sampler=build_part(sweeper, "sampler"), pruner=pruner)
+    claim_space(study, space)
+    return Search(study, space, fixed, custom, folds, names, every_s, grace_s)
 
 
 def _owner() -> str:
