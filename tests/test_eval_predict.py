@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mnist_lab.command_line import run_task
 from mnist_lab.errors import ConfigError
 from mnist_lab.inference.backends import Network
 from mnist_lab.inference.evaluation import evaluate
@@ -215,7 +216,7 @@ def predict_in(folder: Path, ckpt: Path, *overrides: str) -> list[dict]:
     out = folder / "out"
     cfg = compose_config(f"ckpt_path={ckpt}", "save_csv=true", f"output_dir={out}", *overrides, config_name="predict")
     try:
-        predict(cfg)
+        run_task(predict, cfg)
     except SystemExit as stop:
         assert stop.code == 1  # an input failed, and the others were predicted
     with (folder / "out" / "predictions.csv").open() as f:
@@ -282,7 +283,7 @@ def test_every_script_refuses_bad_settings_before_it_reads_the_checkpoint(tmp_pa
     given = [f"ckpt_path={tmp_path / 'missing.ckpt'}", f"output_dir={tmp_path}", *override.split()]
     cfg = compose_config(*given, *(["inputs=[a.png]"] if script == "predict" else []), config_name=script)
     with pytest.raises(ConfigError, match=message):  # not the missing checkpoint: the settings come first
-        task(cfg)
+        run_task(task, cfg)
 
 
 def test_predict_answers_the_class_a_trained_network_sees(bars_run, tmp_path: Path):
@@ -301,7 +302,9 @@ def test_eval_of_several_checkpoints_tests_the_mean_of_their_softmax(tmp_path: P
         for seed in (1, 2, 3)
     ]
     paths = [train(cfg)[1]["checkpoint"] for cfg in runs]
-    result = evaluate(compose_config(f"ckpt_path=[{','.join(paths)}]", f"output_dir={tmp_path}", config_name="eval"))
+    result = run_task(
+        evaluate, compose_config(f"ckpt_path=[{','.join(paths)}]", f"output_dir={tmp_path}", config_name="eval")
+    )
     images, labels = pictures(96, 12, seed=2)  # BarsData's test set
     with torch.no_grad():
         mean = torch.stack([load_classifier(path)(images).softmax(1) for path in paths]).mean(0)

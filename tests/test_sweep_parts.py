@@ -18,8 +18,8 @@ from mnist_lab import figures
 from mnist_lab.command_line import EXTRAS, require_extras
 from mnist_lab.errors import ConfigError
 from mnist_lab.sweeps.naming import run_dirname
-from mnist_lab.sweeps.summary import write_summary
 from mnist_lab.sweeps.swept_keys import missing_keys
+from mnist_lab.sweeps.tables import write_summary
 from mnist_lab.training.run_folder import RESULT
 from support import MODELS, compose_config
 from support.pixels import colour_at, rendered

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import os
 import shutil
 import sys
@@ -20,10 +21,10 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from mnist_lab.errors import UserError
+from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.hydra_job import in_sweep
 from mnist_lab.resolvers import register_resolvers
-from mnist_lab.validation import nearest, signature_schema
+from mnist_lab.validation import check_config, nearest, signature_schema
 
 # (config group, option) -> (the module it needs, the extra of pyproject.toml that installs it)
 EXTRAS = {
@@ -105,6 +106,20 @@ def friendly_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     return wrapper
 
 
+def run_task(task: Callable[..., Any], cfg: DictConfig, usage: str = "") -> Any:
+    """``task`` called with the composed config's top-level keys as its keyword arguments, refused in one line
+    before it runs: a key left ``???`` (``usage``: how to give it), a key it does not take, a value its type
+    hints rule out, an object the config builds whose class refuses its arguments. A task of ``cfg`` (train.py's
+    ``run``: its config is the run's record, saved and resumed whole) is given the config and checks it itself."""
+    if list(inspect.signature(task).parameters) == ["cfg"]:
+        return task(cfg)
+    missing = next((key for key in cfg if OmegaConf.is_missing(cfg, key)), None)
+    if missing:
+        raise ConfigError(f"{missing} is missing" + (f": e.g. {usage}" if usage else ""))
+    check_config(signature_schema(task), cfg)
+    return task(**{key: cfg[key] for key in cfg})
+
+
 def config_dirs(primary: Path, args: Iterable[str]) -> list[Path]:
     """The folders Hydra composes from: the script's ``conf/`` and each ``--config-dir`` (``-cd``) given."""
     given = [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config-dir=", "-cd="))]
@@ -171,5 +186,7 @@ def main(task: Callable[[DictConfig], Any], config: str) -> None:
     require_extras(config, sys.argv[1:])
     register_resolvers()
     conf_dir = Path(sys.argv[0]).resolve().parent / "conf"
-    app = hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(task))
+    usage = (conf_dir / f"{config}.yaml").read_text().splitlines()[0].lstrip("# ").split("  ")[0]  # its first line
+    configured = functools.wraps(task)(functools.partial(run_task, task, usage=usage))
+    app = hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config)(friendly_errors(configured))
     hydra_errors(app, conf_dir / f"{config}.yaml")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
-
 
 class UserError(ValueError):
     """Something the user can fix; the message says what is wrong and what to do."""
@@ -41,10 +37,3 @@ def check(ok: bool, key: str, value: object, allowed: str) -> None:
     """Refuse ``key=value`` unless ``ok``, saying what is ``allowed``."""
     if not ok:
         raise ConfigError(f"{key}={value} is not allowed: {allowed}.")
-
-
-def require(cfg: DictConfig, key: str, example: str) -> Any:
-    """``cfg[key]``, or a ConfigError showing ``example`` when it is not given."""
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise ConfigError(f"{key} is missing: e.g. {example}")
-    return cfg[key]

@@ -14,7 +14,7 @@ import functools
 import inspect
 import json
 import typing
-from typing import Annotated, Any, Iterable, Iterator, Literal, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, Mapping, Optional
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -25,6 +25,8 @@ from mnist_lab.errors import ConfigError
 
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what torch's and numpy's generators take
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
+# A script's setting that is a config node (a DictConfig) it builds: checked against the classes it names.
+ConfigNode = Any
 
 
 class TrainerBounds(TypedDict, total=False):
@@ -58,10 +60,11 @@ def _adapter(schema: Any) -> TypeAdapter:
 
 
 @functools.cache
-def signature_schema(target: str) -> type | None:
-    """A TypedDict of ``target``'s keyword arguments and their type hints; None where pydantic has none."""
+def signature_schema(target: str | Callable) -> type | None:
+    """A TypedDict of ``target``'s keyword arguments and their type hints (a class, a function, or the dotted path
+    of one); None where pydantic has none."""
     try:
-        obj = get_object(target)
+        obj = get_object(target) if isinstance(target, str) else target
         parameters = inspect.signature(obj).parameters.values()
         hints = typing.get_type_hints(obj.__init__ if isinstance(obj, type) else obj, include_extras=True)
         named = {
@@ -69,7 +72,7 @@ def signature_schema(target: str) -> type | None:
             for p in parameters
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
-        schema = TypedDict(target, named)
+        schema = TypedDict(target if isinstance(target, str) else obj.__qualname__, named)
         extra = "allow" if any(p.kind == p.VAR_KEYWORD for p in parameters) else "forbid"
         schema.__pydantic_config__ = ConfigDict(STRICT, extra=extra)
         _adapter(schema)

@@ -8,14 +8,12 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from pydantic import ConfigDict
-from typing_extensions import NotRequired, TypedDict
+from omegaconf import OmegaConf
 
 from mnist_lab.building import build
 from mnist_lab.data.contract import batches, loader
 from mnist_lab.data.datamodule import data_of_run
-from mnist_lab.errors import ConfigError, require
+from mnist_lab.errors import ConfigError
 from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
@@ -23,22 +21,9 @@ from mnist_lab.training.builders import instantiate_loggers
 from mnist_lab.training.callbacks import TestFigures
 from mnist_lab.training.hparams import trained_with
 from mnist_lab.training.run_folder import read_result
-from mnist_lab.validation import check_config
+from mnist_lab.validation import ConfigNode
 
 log = get_logger(__name__)
-
-
-class EvalSettings(TypedDict):
-    """conf/eval.yaml: any other key is refused; data, trainer and logger are checked against their classes."""
-
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-
-    ckpt_path: str | list[str]  # several: tested as an ensemble
-    data: NotRequired[Any]
-    trainer: NotRequired[Any]
-    logger: NotRequired[Any]
-    output_dir: str
-    task_name: str
 
 
 def class_report(confusion: torch.Tensor, classes: list[str]) -> list[dict[str, Any]]:
@@ -70,24 +55,32 @@ def checkpoint_of(path: str) -> str:
     return best
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Test ``cfg.ckpt_path`` (a checkpoint or run folder; several: as an ensemble) into the run folder."""
-    given = require(cfg, "ckpt_path", "python eval.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
-    check_config(EvalSettings, cfg)
-    paths = [checkpoint_of(p) for p in (given if isinstance(given, ListConfig) else [given])]
-    return evaluate_ensemble(cfg, paths) if len(paths) > 1 else evaluate_one(cfg, paths[0])
+def evaluate(
+    ckpt_path: str | list[str],
+    output_dir: str,
+    trainer: ConfigNode,
+    logger: Optional[ConfigNode] = None,  # a config group a user may leave out (logger=null)
+    data: Optional[ConfigNode] = None,
+) -> dict:
+    """conf/eval.yaml's task: test ``ckpt_path`` (a checkpoint or run folder; several: as an ensemble) into
+    ``output_dir`` with the Trainer and loggers of ``trainer`` and ``logger``, on ``data`` (the config of a data
+    module; None: the checkpoint's own data)."""
+    paths = [checkpoint_of(p) for p in ([ckpt_path] if isinstance(ckpt_path, str) else ckpt_path)]
+    if len(paths) > 1:
+        return evaluate_ensemble(paths, output_dir, data)
+    return evaluate_one(paths[0], output_dir, trainer, logger, data)
 
 
-def evaluate_one(cfg: DictConfig, path: str) -> dict:
-    """Test one checkpoint; metrics.json and the test figures go to the run folder."""
+def evaluate_one(path: str, output_dir: str, trainer: ConfigNode, logger: ConfigNode, data: ConfigNode) -> dict:
+    """Test one checkpoint; metrics.json and the test figures go to ``output_dir``."""
     model = load_classifier(path)
     log.info(trained_with(model.run_config))
-    datamodule = test_data(cfg, model.run_config)
-    figures = TestFigures(cfg.output_dir)
-    loggers = instantiate_loggers(cfg)
+    datamodule = test_data(data, model.run_config)
+    figures = TestFigures(output_dir)
+    loggers = instantiate_loggers(logger)
     hide_known_noise()
-    trainer = build(cfg.trainer, callbacks=[figures], logger=loggers or False, enable_model_summary=False)
-    [metrics] = trainer.test(model, datamodule=datamodule, verbose=False)
+    tester = build(trainer, callbacks=[figures], logger=loggers or False, enable_model_summary=False)
+    [metrics] = tester.test(model, datamodule=datamodule, verbose=False)
 
     report = class_report(figures.confusion.compute(), model.classes)
     result = {
@@ -96,14 +89,14 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict:
         "images": sum(r["support"] for r in report),
         "per_class": report,
     }
-    Path(cfg.output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
+    Path(output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
 
     log.info(
         f"{path}: test_loss {metrics['test_loss']:.4f}, test_acc {100 * metrics['test_acc']:.2f} %"
         f" on {result['images']} images"
     )
     log_report(report)
-    log.info(f"Wrote metrics.json, confusion_matrix.png, misclassified.png to {cfg.output_dir}")
+    log.info(f"Wrote metrics.json, confusion_matrix.png, misclassified.png to {output_dir}")
     return result
 
 
@@ -116,9 +109,9 @@ def log_report(report: list[dict[str, Any]]) -> None:
         )
 
 
-def test_data(cfg: DictConfig, run_config: Optional[dict]) -> L.LightningDataModule:
+def test_data(data: Optional[ConfigNode], run_config: Optional[dict]) -> L.LightningDataModule:
     """The data to test on: ``data=...`` when chosen, else the checkpoint's own; refused without a test set."""
-    chosen = {"data": OmegaConf.to_container(cfg.data, resolve=True)} if cfg.get("data") else run_config
+    chosen = {"data": OmegaConf.to_container(data, resolve=True)} if data else run_config
     datamodule = data_of_run(chosen)
     if loader(datamodule, "test") is None:
         raise ConfigError(f"there is nothing to test on: {type(datamodule).__name__} has no test_dataloader.")
@@ -126,17 +119,17 @@ def test_data(cfg: DictConfig, run_config: Optional[dict]) -> L.LightningDataMod
 
 
 @torch.inference_mode()
-def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict:
+def evaluate_ensemble(paths: list[str], output_dir: str, data: Optional[ConfigNode]) -> dict:
     """Test several checkpoints (a setting's folds) alone and as one model, the mean of their softmax."""
     models = [load_classifier(path) for path in paths]
-    datamodule = test_data(cfg, models[0].run_config)
+    datamodule = test_data(data, models[0].run_config)
     parts = [(torch.stack([m(x).softmax(1) for m in models]), y) for x, y in batches(datamodule, "test")]
     probs, labels = torch.cat([p for p, _ in parts], 1), torch.cat([y for _, y in parts])
     single = [float((p.argmax(1) == labels).float().mean()) for p in probs]
     ensemble = float((probs.mean(0).argmax(1) == labels).float().mean())
     result = {"checkpoints": [str(Path(p).resolve()) for p in paths], "test_acc": ensemble, "single_test_acc": single}
     result["images"] = len(labels)
-    Path(cfg.output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
+    Path(output_dir, "metrics.json").write_text(json.dumps(result, indent=2))
     for path, acc in zip(paths, single):
         log.info(f"{path}: test_acc {100 * acc:.2f} %")
     mean = sum(single) / len(single)

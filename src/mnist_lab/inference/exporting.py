@@ -6,32 +6,15 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import DictConfig
-from pydantic import ConfigDict
-from typing_extensions import TypedDict
-
 from mnist_lab.data.contract import tensors
 from mnist_lab.data.datamodule import data_of_run
-from mnist_lab.errors import ConfigError, require
+from mnist_lab.errors import ConfigError
 from mnist_lab.inference.backends import Network, OnnxNetwork, export_onnx
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.training.hparams import trained_with
-from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
-
-
-class ExportSettings(TypedDict):
-    """conf/export.yaml: any other key is refused."""
-
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-
-    ckpt_path: str
-    check: bool
-    data_dir: Optional[str]
-    output_dir: str
-    task_name: str
 
 
 def compare(torch_net: Network, onnx_net: Network, images, labels) -> dict:
@@ -46,17 +29,17 @@ def compare(torch_net: Network, onnx_net: Network, images, labels) -> dict:
     }
 
 
-def export(cfg: DictConfig) -> dict:
-    path = require(cfg, "ckpt_path", "python export.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt")
-    check_config(ExportSettings, cfg)
-    model = load_classifier(path)
+def export(ckpt_path: str, output_dir: str, check: bool, data_dir: Optional[str]) -> dict:
+    """conf/export.yaml's task: ``ckpt_path`` as ``output_dir``/model.onnx; ``check``: compared with torch on the
+    test images of its data (in ``data_dir``, or where the checkpoint's data was)."""
+    model = load_classifier(ckpt_path)
     log.info(trained_with(model.run_config))
-    onnx_path = Path(cfg.output_dir) / "model.onnx"
+    onnx_path = Path(output_dir) / "model.onnx"
     export_onnx(model, onnx_path)
-    result = {"checkpoint": str(Path(path).resolve()), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size}
+    result = {"checkpoint": str(Path(ckpt_path).resolve()), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size}
     log.info(f"Wrote {onnx_path} ({result['bytes'] / 1e6:.1f} MB, fp32, any batch size, images in [0, 1])")
-    if cfg.check:
-        test = tensors(data_of_run(model.run_config, cfg.data_dir), "test")
+    if check:
+        test = tensors(data_of_run(model.run_config, data_dir), "test")
         if test is None:
             raise ConfigError("check=true needs test images: the checkpoint's data has none; give check=false.")
         result |= compare(Network(model), OnnxNetwork(model, onnx_path), *test)
@@ -65,7 +48,7 @@ def export(cfg: DictConfig) -> dict:
             f"from torch, largest logit difference {result['max_logit_difference']:.1e}, "
             f"accuracy {100 * result['onnxruntime_accuracy']:.2f} % (torch {100 * result['torch_accuracy']:.2f} %)"
         )
-    Path(cfg.output_dir, "export.json").write_text(json.dumps(result, indent=2))
+    Path(output_dir, "export.json").write_text(json.dumps(result, indent=2))
     if result.get("predictions_differ"):
         raise SystemExit(f"error: onnxruntime predicts {result['predictions_differ']} test images differently")
     return result

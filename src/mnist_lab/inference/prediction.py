@@ -8,21 +8,18 @@ from typing import Any, Iterable, Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
-from pydantic import ConfigDict, NonNegativeInt, PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision.utils import save_image
-from typing_extensions import TypedDict
 
 from mnist_lab.data.contract import tensors
 from mnist_lab.data.datamodule import data_of_run
 from mnist_lab.data.kaggle_csv import read_image_csv, write_submission
 from mnist_lab.data.mnist import to_unit
-from mnist_lab.errors import ConfigError, InputError, require
+from mnist_lab.errors import ConfigError, InputError
 from mnist_lab.inference.backends import Network, load_network
 from mnist_lab.inference.reading import read_image, unexpected
 from mnist_lab.logs import get_logger
 from mnist_lab.training.hparams import trained_with
-from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
 
@@ -30,25 +27,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 SHOWN_SCALE = 4  # test_index pictures are saved 4x MNIST's 28 px, large enough to see
 
 Row = dict[str, object]
-
-
-class PredictSettings(TypedDict):
-    """conf/predict.yaml: any other key is refused."""
-
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-
-    ckpt_path: str
-    inputs: str | list[str]  # inputs=a.png is that one file
-    test_index: Optional[NonNegativeInt | list[NonNegativeInt]]
-    kaggle_csv: Optional[str]
-    save_inputs: bool
-    save_csv: bool
-    backend: Literal["torch", "onnx"]
-    onnx_path: Optional[str]
-    max_pixels: PositiveInt
-    data_dir: Optional[str]
-    output_dir: str
-    task_name: str
 
 
 def as_list(value: Any) -> list:
@@ -177,25 +155,33 @@ def write_predictions(rows: list[Row], path: Path) -> None:
     log.info(f"Wrote {path}")
 
 
-def predict(cfg: DictConfig) -> None:
-    """Print a prediction per input; exits with 1 when any input failed (the others are still predicted)."""
-    path = require(
-        cfg, "ckpt_path", "python predict.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt inputs=[digit.png]"
-    )
-    check_config(PredictSettings, cfg)
-    if not (cfg.inputs or cfg.test_index is not None or cfg.kaggle_csv):
+def predict(
+    ckpt_path: str,
+    output_dir: str,
+    inputs: str | list[str],  # inputs=a.png is that one file
+    test_index: Optional[NonNegativeInt | list[NonNegativeInt]],
+    kaggle_csv: Optional[str],
+    save_inputs: bool,
+    save_csv: bool,
+    backend: Literal["torch", "onnx"],
+    onnx_path: Optional[str],
+    max_pixels: PositiveInt,
+    data_dir: Optional[str],
+) -> None:
+    """conf/predict.yaml's task: print a prediction per input; exits with 1 when any input failed (the others are
+    still predicted)."""
+    if not (inputs or test_index is not None or kaggle_csv):
         raise ConfigError("nothing to predict: give inputs=[a.png,folder/], test_index=N or kaggle_csv=test.csv")
-    network = load_network(path, cfg.backend, cfg.onnx_path)
+    network = load_network(ckpt_path, backend, onnx_path)
     log.info(trained_with(network.model.run_config))
-    out = Path(cfg.output_dir)
+    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    saved = out / "inputs" if cfg.save_inputs else None
-    rows = predict_files(network, as_list(cfg.inputs), cfg.max_pixels, saved)
-    if cfg.test_index is not None:
-        rows += predict_test_images(network, as_list(cfg.test_index), cfg.data_dir, out)
-    if cfg.kaggle_csv:
-        predict_kaggle_csv(network, Path(cfg.kaggle_csv), out)
-    if cfg.save_csv and rows:
+    rows = predict_files(network, as_list(inputs), max_pixels, out / "inputs" if save_inputs else None)
+    if test_index is not None:
+        rows += predict_test_images(network, as_list(test_index), data_dir, out)
+    if kaggle_csv:
+        predict_kaggle_csv(network, Path(kaggle_csv), out)
+    if save_csv and rows:
         write_predictions(rows, out / "predictions.csv")
     failures = sum(1 for row in rows if row["error"])
     if failures:

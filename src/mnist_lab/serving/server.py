@@ -7,47 +7,25 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import uvicorn
 from fastapi import FastAPI
-from omegaconf import DictConfig
-from pydantic import ConfigDict, Field, PositiveInt
-from typing_extensions import TypedDict
+from pydantic import Field, PositiveInt
 from uvicorn.supervisors import Multiprocess
 
-from mnist_lab.errors import ConfigError, require
+from mnist_lab.errors import ConfigError
 from mnist_lab.inference.backends import load_network
 from mnist_lab.inference.reading import use_threads
 from mnist_lab.logs import get_logger
 from mnist_lab.serving.app import create_app
 from mnist_lab.training.hparams import trained_with
-from mnist_lab.validation import check_config
 
 log = get_logger(__name__)
 BACKLOG = 2048  # connections queued before uvicorn accepts them (its own default)
 AUTO_WORKERS = 4  # workers=auto: a process per core, at most this many (each holds its own torch and network)
 WORKER_START_S = 120  # a worker that has not answered uvicorn's health check in this long is restarted
 WORKER_SETTINGS = "MNIST_LAB_SERVE"  # the environment variable a worker process reads its settings from
-
-
-class ServeSettings(TypedDict):
-    """conf/serve.yaml: any other key is refused."""
-
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-
-    ckpt_path: str
-    backend: Literal["torch", "onnx"]
-    onnx_path: Optional[str]
-    host: Annotated[str, Field(min_length=1)]  # an address, e.g. 127.0.0.1
-    port: Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
-    max_bytes: PositiveInt
-    max_pixels: PositiveInt
-    max_images: PositiveInt
-    threads: PositiveInt
-    workers: PositiveInt | Literal["auto"]
-    output_dir: str
-    task_name: str
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -68,36 +46,51 @@ def bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def app_of(settings: dict) -> FastAPI:
+def app_of(ckpt_path: str, backend: str, onnx_path: Optional[str], threads: int, **limits: int) -> FastAPI:
     """The app of serve.py's settings: the checkpoint loaded, its network on ``threads`` threads."""
-    use_threads(settings["threads"])
-    ckpt_path = Path(settings["ckpt_path"])
-    network = load_network(ckpt_path, settings["backend"], settings["onnx_path"])
-    limits = {key: settings[key] for key in ("max_bytes", "max_pixels", "max_images", "threads", "workers")}
-    return create_app(network, ckpt_path, **limits)
+    use_threads(threads)
+    network = load_network(Path(ckpt_path), backend, onnx_path)
+    return create_app(network, Path(ckpt_path), threads=threads, **limits)
 
 
 def worker_app() -> FastAPI:
     """uvicorn's app factory in each worker process (a fresh interpreter): the settings serve() handed down."""
-    return app_of(json.loads(os.environ[WORKER_SETTINGS]))
+    return app_of(**json.loads(os.environ[WORKER_SETTINGS]))
 
 
-def serve(cfg: DictConfig) -> None:
-    ckpt_path = Path(require(cfg, "ckpt_path", "python serve.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt"))
-    check_config(ServeSettings, cfg)
-    sock = bound_socket(cfg.host, cfg.port)
-    settings = {key: cfg[key] for key in ServeSettings.__annotations__}
-    settings["workers"] = min(os.cpu_count() or 1, AUTO_WORKERS) if cfg.workers == "auto" else cfg.workers
-    app = app_of(settings)  # in this process too: a bad checkpoint is said once, before any worker starts
+def serve(
+    ckpt_path: str,
+    output_dir: str,
+    backend: Literal["torch", "onnx"],
+    onnx_path: Optional[str],
+    host: Annotated[str, Field(min_length=1)],  # an address, e.g. 127.0.0.1
+    port: Annotated[int, Field(ge=0, le=65535)],  # 0: any free port
+    max_bytes: PositiveInt,
+    max_pixels: PositiveInt,
+    max_images: PositiveInt,
+    threads: PositiveInt,
+    workers: PositiveInt | Literal["auto"],
+) -> None:
+    """conf/serve.yaml's task: the page and API of ``ckpt_path`` at ``host``:``port`` (taken before the checkpoint is
+    read), in ``workers`` processes of ``threads`` torch threads each."""
+    sock = bound_socket(host, port)
+    workers = min(os.cpu_count() or 1, AUTO_WORKERS) if workers == "auto" else workers
+    settings = dict(ckpt_path=ckpt_path, backend=backend, onnx_path=onnx_path, threads=threads, workers=workers,
+                    max_bytes=max_bytes, max_pixels=max_pixels, max_images=max_images)  # fmt: skip
+    app = app_of(**settings)  # in this process too: a bad checkpoint is said once, before any worker starts
     log.info(trained_with(app.state.reader.network.model.run_config))
-    host, port = sock.getsockname()[:2]
-    log.info(f"Serving {ckpt_path} ({cfg.backend}, {settings['workers']} worker processes) at http://{host}:{port}")
-    if settings["workers"] == 1:
+    bound, port = sock.getsockname()[:2]
+    log.info(f"Serving {ckpt_path} ({backend}, {workers} worker processes) at http://{bound}:{port}")
+    if workers == 1:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
         return
+    run_workers(sock, settings, Path(output_dir) / "prometheus")
+
+
+def run_workers(sock: socket.socket, settings: dict[str, Any], metrics_dir: Path) -> None:
+    """uvicorn's worker processes on ``sock``, each building its own app of ``settings`` (``worker_app``)."""
     os.environ[WORKER_SETTINGS] = json.dumps(settings)
     # Each worker counts its own requests; in this folder prometheus_client adds them up for /metrics.
-    metrics_dir = Path(cfg.output_dir) / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)

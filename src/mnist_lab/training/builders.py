@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
@@ -18,8 +18,9 @@ def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:
     return [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
 
 
-def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
-    return [build(c) for c in (cfg.get("logger") or {}).values() if c]
+def instantiate_loggers(logger: Optional[DictConfig]) -> list[Logger]:
+    """The loggers of a config's ``logger`` (one node each, by name)."""
+    return [build(c) for c in (logger or {}).values() if c]
 
 
 NO_VAL_CHECKPOINT = "epoch{epoch:02d}"  # ModelCheckpoint's filename when there is no validation
@@ -36,7 +37,7 @@ def build_trainer(
         for cb in callbacks:
             if isinstance(cb, ModelCheckpoint):
                 cb.monitor, cb.save_top_k, cb.filename = None, 1, NO_VAL_CHECKPOINT
-    loggers = instantiate_loggers(cfg)
+    loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # logger=[]: Lightning refuses a learning-rate monitor with nothing to log to
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     skip_nvml_check_without_driver()
