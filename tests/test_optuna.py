@@ -364,18 +364,21 @@ def test_a_heartbeat_thread_stamps_its_trials_while_it_runs(tmp_path: Path):
     url = f"sqlite:///{tmp_path}/s.db"
     shared = optuna.create_study(study_name="s", storage=url)
     trial = shared.ask()
-    rounds = threading.Semaphore(0)
+    started, proceed = threading.Semaphore(0), threading.Semaphore(0)
 
-    def numbers() -> list[int]:  # called as each round starts: the round before it has stamped
-        rounds.release()
+    def numbers() -> list[int]:  # each round starts here, and waits until the test has read the stamp before it
+        started.release()
+        proceed.acquire()
         return [trial.number]
 
     stamps = []
     with Beat(lambda: optuna.load_study(study_name="s", storage=url), numbers, every_s=0.01):
         for _ in range(3):
-            assert rounds.acquire(timeout=60), "the heartbeat thread stopped beating"
+            assert started.acquire(timeout=60), "the heartbeat thread stopped beating"
             stamps.append(shared.trials[0].user_attrs.get(HEARTBEAT_KEY))
-    assert stamps[2] > stamps[1] > time.time() - 60  # rounds 1 and 2 stamped it, one after the other
+            proceed.release()
+        proceed.release(1000)  # the rounds after these: free, until the with's end stops the thread
+    assert stamps[0] is None and stamps[2] > stamps[1] > time.time() - 60  # rounds 1 and 2 stamped it, in turn
     assert "trial-heartbeat" not in [thread.name for thread in threading.enumerate()]  # it ends with the with
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ import torch
 from mnist_lab.errors import CheckpointError, ConfigError
 from mnist_lab.models.classifier import ImageClassifier, load_classifier
 
-BACKENDS = ("torch", "onnx")
+Backend = Literal["torch", "onnx"]  # what runs the network: predict.py's and serve.py's backend=
 ONNX_OPSET = 17  # onnxruntime 1.16+ runs it; the CNN needs nothing newer
 ONNX_IO = {"input_names": ["images"], "output_names": ["logits"]}
 CHUNK = 1000  # images a call: the 10k test set never sits in memory as one activation tensor
@@ -81,10 +81,8 @@ class OnnxNetwork(Network):
         return torch.from_numpy(np.concatenate(logits))
 
 
-def load_network(ckpt_path: str | Path, backend: str = "torch", onnx_path: Optional[str] = None) -> Network:
+def load_network(ckpt_path: str | Path, backend: Backend = "torch", onnx_path: Optional[str] = None) -> Network:
     """The checkpoint's network on ``backend``; onnx runs ``onnx_path`` (export.py's model.onnx) or exports it now."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend={backend} is not allowed: it must be one of {', '.join(BACKENDS)}.")
     model = load_classifier(ckpt_path)
     if backend == "torch":
         return Network(model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from mnist_lab.data.datamodule import data_of_run
 from mnist_lab.data.kaggle_csv import read_image_csv, write_submission
 from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import ConfigError, InputError
-from mnist_lab.inference.backends import Network, load_network
+from mnist_lab.inference.backends import Backend, Network, load_network
 from mnist_lab.inference.reading import read_image, unexpected
 from mnist_lab.logs import get_logger
 from mnist_lab.training.hparams import trained_with
@@ -47,7 +47,7 @@ def images_in(folder: Path) -> list[Path]:
 def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Optional[str]]]:
     """Expand files and folders into (name, path, error) rows, each file once however often it is named;
     a folder without images is an error row."""
-    rows, seen = [], set()
+    rows = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -59,13 +59,10 @@ def image_paths(inputs: Iterable[str]) -> list[tuple[str, Optional[Path], Option
             rows.append((item, path, None))
         else:
             rows.append((item, None, "no such file or folder"))
-    unique = []
+    unique: dict = {}  # by the file it names: the first name given for it
     for name, path, error in rows:
-        key = path.resolve() if path else name
-        if key not in seen:
-            seen.add(key)
-            unique.append((name, path, error))
-    return unique
+        unique.setdefault(path.resolve() if path else name, (name, path, error))
+    return list(unique.values())
 
 
 COLUMNS = ["input", "class", "label", "probability", "error"]  # predictions.csv
@@ -163,7 +160,7 @@ def predict(
     kaggle_csv: Optional[str],
     save_inputs: bool,
     save_csv: bool,
-    backend: Literal["torch", "onnx"],
+    backend: Backend,
     onnx_path: Optional[str],
     max_pixels: PositiveInt,
     data_dir: Optional[str],

@@ -15,7 +15,7 @@ from pydantic import Field, PositiveInt
 from uvicorn.supervisors import Multiprocess
 
 from mnist_lab.errors import ConfigError
-from mnist_lab.inference.backends import load_network
+from mnist_lab.inference.backends import Backend, load_network
 from mnist_lab.inference.reading import use_threads
 from mnist_lab.logs import get_logger
 from mnist_lab.serving.app import create_app
@@ -46,7 +46,7 @@ def bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def app_of(ckpt_path: str, backend: str, onnx_path: Optional[str], threads: int, **limits: int) -> FastAPI:
+def app_of(ckpt_path: str, backend: Backend, onnx_path: Optional[str], threads: int, **limits: int) -> FastAPI:
     """The app of serve.py's settings: the checkpoint loaded, its network on ``threads`` threads."""
     use_threads(threads)
     network = load_network(Path(ckpt_path), backend, onnx_path)
@@ -61,7 +61,7 @@ def worker_app() -> FastAPI:
 def serve(
     ckpt_path: str,
     output_dir: str,
-    backend: Literal["torch", "onnx"],
+    backend: Backend,
     onnx_path: Optional[str],
     host: Annotated[str, Field(min_length=1)],  # an address, e.g. 127.0.0.1
     port: Annotated[int, Field(ge=0, le=65535)],  # 0: any free port
