@@ -25,6 +25,7 @@ from mnist_lab.errors import ConfigError
 
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what torch's and numpy's generators take
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
+Text = Annotated[str, Field(min_length=1)]  # a path, an address: not empty
 # A script's setting that is a config node (a DictConfig) it builds: checked against the classes it names.
 ConfigNode = Any
 

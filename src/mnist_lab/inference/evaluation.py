@@ -21,7 +21,7 @@ from mnist_lab.training.builders import instantiate_loggers
 from mnist_lab.training.callbacks import TestFigures
 from mnist_lab.training.hparams import trained_with
 from mnist_lab.training.run_folder import read_result
-from mnist_lab.validation import ConfigNode
+from mnist_lab.validation import ConfigNode, Text
 
 log = get_logger(__name__)
 
@@ -56,7 +56,7 @@ def checkpoint_of(path: str) -> str:
 
 
 def evaluate(
-    ckpt_path: str | list[str],
+    ckpt_path: Text | list[Text],
     output_dir: str,
     trainer: ConfigNode,
     logger: Optional[ConfigNode] = None,  # a config group a user may leave out (logger=null)

@@ -13,6 +13,7 @@ from mnist_lab.inference.backends import Network, OnnxNetwork, export_onnx
 from mnist_lab.logs import get_logger
 from mnist_lab.models.classifier import load_classifier
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.validation import Text
 
 log = get_logger(__name__)
 
@@ -29,7 +30,7 @@ def compare(torch_net: Network, onnx_net: Network, images, labels) -> dict:
     }
 
 
-def export(ckpt_path: str, output_dir: str, check: bool, data_dir: Optional[str]) -> dict:
+def export(ckpt_path: Text, output_dir: str, check: bool, data_dir: Optional[str]) -> dict:
     """conf/export.yaml's task: ``ckpt_path`` as ``output_dir``/model.onnx; ``check``: compared with torch on the
     test images of its data (in ``data_dir``, or where the checkpoint's data was)."""
     model = load_classifier(ckpt_path)

@@ -20,6 +20,7 @@ from mnist_lab.inference.backends import Backend, Network, load_network
 from mnist_lab.inference.reading import read_image, unexpected
 from mnist_lab.logs import get_logger
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.validation import Text
 
 log = get_logger(__name__)
 
@@ -153,7 +154,7 @@ def write_predictions(rows: list[Row], path: Path) -> None:
 
 
 def predict(
-    ckpt_path: str,
+    ckpt_path: Text,
     output_dir: str,
     inputs: str | list[str],  # inputs=a.png is that one file
     test_index: Optional[NonNegativeInt | list[NonNegativeInt]],

@@ -20,6 +20,7 @@ from mnist_lab.inference.reading import use_threads
 from mnist_lab.logs import get_logger
 from mnist_lab.serving.app import create_app
 from mnist_lab.training.hparams import trained_with
+from mnist_lab.validation import Text
 
 log = get_logger(__name__)
 BACKLOG = 2048  # connections queued before uvicorn accepts them (its own default)
@@ -59,11 +60,11 @@ def worker_app() -> FastAPI:
 
 
 def serve(
-    ckpt_path: str,
+    ckpt_path: Text,
     output_dir: str,
     backend: Backend,
     onnx_path: Optional[str],
-    host: Annotated[str, Field(min_length=1)],  # an address, e.g. 127.0.0.1
+    host: Text,  # an address, e.g. 127.0.0.1
     port: Annotated[int, Field(ge=0, le=65535)],  # 0: any free port
     max_bytes: PositiveInt,
     max_pixels: PositiveInt,
