@@ -268,6 +268,8 @@ def test_predict_reads_each_file_once_never_outside_its_folder_and_lists_failure
             "data.eval_batch_size=0 is not allowed: input should be greater than 0",
         ),
         ("export", "check=maybe", "check=maybe is not allowed: input should be a valid boolean"),
+        ("export", "ckpt_path=", "ckpt_path= is not allowed: string should have at least 1 character"),
+        ("serve", "host=", "host= is not allowed: string should have at least 1 character"),
         ("serve", "max_images=0", "max_images=0 is not allowed: input should be greater than 0"),
         ("serve", "max_bytes=0", "max_bytes=0 is not allowed: input should be greater than 0"),
         ("serve", "port=99999", "port=99999 is not allowed: input should be less than or equal to 65535"),
