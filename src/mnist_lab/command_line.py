@@ -1,7 +1,8 @@
 """How each script starts: ``python train.py`` and the four others are ``main(<task>, <config>)``.
 
 Once for all five: the OmegaConf resolvers, the extras a command-line choice needs, Hydra's main
-on ``conf/`` beside the script, and a user's error shown in one line.
+on ``conf/`` beside the script, the settings checked against the task's signature, and a user's error
+shown in one line.
 """
 
 from __future__ import annotations
@@ -181,8 +182,9 @@ def hydra_errors(app: Callable[[], Any], primary: Path) -> None:
         del os.environ["HYDRA_FULL_ERROR"]
 
 
-def main(task: Callable[[DictConfig], Any], config: str) -> None:
-    """Run ``task`` as a Hydra app on ``conf/<config>.yaml`` beside the running script."""
+def main(task: Callable[..., Any], config: str) -> None:
+    """Run ``task`` as a Hydra app on ``conf/<config>.yaml`` beside the running script, its settings checked by
+    ``run_task``."""
     require_extras(config, sys.argv[1:])
     register_resolvers()
     conf_dir = Path(sys.argv[0]).resolve().parent / "conf"
