@@ -222,3 +222,19 @@ def test_a_left_out_groups_choices_include_those_of_a_config_dir(tmp_path):
     assert folders == [CONF, tmp_path]
     choices = left_out_groups(CONF / "eval.yaml", folders)["data"]
     assert "bars" in choices and "mnist" in choices and "image_folder" in choices
+
+
+@pytest.mark.parametrize(
+    "script, overrides, name",
+    [
+        ("eval", [], "eval"),
+        ("predict", [], "predict"),
+        ("train", [], "train"),
+        ("train", ["experiment=cnn_best"], "cnn_best"),
+    ],
+)
+def test_a_run_folder_and_its_log_are_named_by_task_name_else_by_the_script(script, overrides, name):
+    from support import compose_config
+
+    hydra = compose_config(*overrides, config_name=script, hydra_keys=True).hydra
+    assert hydra.job.name == name and hydra.run.dir.endswith(f"_{name}") and hydra.sweep.dir.endswith(f"_{name}")
