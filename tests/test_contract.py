@@ -37,6 +37,15 @@ def test_without_validation_or_test_data_the_run_trains_keeps_its_last_epoch_and
     assert "Not tested: BarsData has no test data" in caplog.text
 
 
+def test_a_datamodule_without_a_batch_size_trains_with_a_model_that_sets_one(make_cfg, caplog):
+    """conf/model/mlp.yaml sets data.batch_size=512: a DataModule that takes none batches its own way."""
+    caplog.set_level(logging.INFO, logger="mnist_lab")
+    cfg = user_cfg(make_cfg, "trainer.max_epochs=1", model="mlp")
+    cfg.data = {"_target_": "support.user_data.OwnBatches", "batch_size": make_cfg("model=mlp").data.batch_size}
+    assert train(cfg)[1]["trainer"].num_training_batches == 96 // 16
+    assert "support.user_data.OwnBatches takes no batch_size: data.batch_size=512 is left out" in caplog.text
+
+
 @pytest.mark.parametrize(
     "data, message",
     [

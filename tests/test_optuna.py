@@ -196,6 +196,15 @@ def test_bad_sweep_settings_are_refused_in_one_line(tmp_path: Path, override, me
     assert "\n" not in str(refused.value)
 
 
+def test_a_search_on_a_datamodule_without_a_batch_size_opens(tmp_path: Path):
+    """model=logreg sets data.batch_size: a DataModule that takes none is searched as its runs train it."""
+    from mnist_lab.sweeps.study import open_search
+
+    config = compose_config(*TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", hydra_keys=True)
+    config.data = {"_target_": "support.user_data.OwnBatches", "batch_size": config.data.batch_size}
+    assert open_search(config, []).folds is None
+
+
 @pytest.mark.slow  # a subprocess of train.py, eval.py or predict.py
 def test_bad_sweep_settings_stop_before_any_run_in_one_line(tmp_path: Path):
     base = [*TINY, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1"]

@@ -83,3 +83,10 @@ def save_pictures(folder, count: int = 9, side: int = 28) -> list[tuple[str, int
         Image.fromarray((image[0] * 255).byte().numpy()).resize((3 * side, 3 * side)).save(path)
         files.append((str(path), int(label)))
     return files
+
+
+class OwnBatches(BarsData):
+    """BarsData that batches its own way: no batch_size argument."""
+
+    def __init__(self, side: int = 12) -> None:
+        super().__init__(batch_size=16, side=side)

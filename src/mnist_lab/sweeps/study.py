@@ -31,6 +31,7 @@ from mnist_lab.known_noise import hide_known_noise
 from mnist_lab.logs import get_logger
 from mnist_lab.sweeps.swept_keys import missing_keys
 from mnist_lab.training.run_folder import MEASURES, RESULTS, read_result
+from mnist_lab.training.settings import fit_batch_size
 from mnist_lab.validation import check_arguments
 
 log = get_logger(__name__)
@@ -518,5 +519,6 @@ def folds_of(data: DictConfig, fixed: dict[str, str]) -> Optional[int]:
         raise ConfigError(
             f"data.fold={fixed['data.fold']} is not allowed in sweep=optuna: each trial trains all data.folds"
         )
+    fit_batch_size(data)  # as each run does: a DataModule that takes no batch_size batches its own way
     check_arguments(data, "data")
     return data.get("folds")

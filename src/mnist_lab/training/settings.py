@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any, Literal, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from pydantic import ConfigDict, NonNegativeInt, PositiveInt
 from typing_extensions import TypedDict
 
 from mnist_lab.errors import ConfigError, check
 from mnist_lab.hardware import resolve_accelerator
+from mnist_lab.logs import get_logger
 from mnist_lab.training.run_folder import RESULTS
-from mnist_lab.validation import Seed, check_config
+from mnist_lab.validation import Seed, check_config, signature_schema
+
+log = get_logger(__name__)
 
 
 class RunSettings(TypedDict, total=False):
@@ -46,6 +49,7 @@ class RunSettings(TypedDict, total=False):
 
 def validate_run(cfg: DictConfig) -> None:
     """Refuse impossible training settings before any work is done."""
+    fit_batch_size(cfg.data)
     check_config(RunSettings, cfg)
     strategy = str(cfg.trainer.get("strategy", "auto"))
     if cfg.get("test"):
@@ -57,6 +61,17 @@ def validate_run(cfg: DictConfig) -> None:
             "it cannot test after fit; use trainer=ddp, or test=false",
         )
     _check_device(cfg.trainer)
+
+
+def fit_batch_size(data: DictConfig) -> None:
+    """A model's YAML sets ``data.batch_size`` (conf/model/*.yaml: its batch, tuned with its learning rate). A
+    DataModule that takes no batch_size batches its own way: the key is left out, and one line says so."""
+    schema = signature_schema(data.get("_target_", ""))
+    takes = getattr(schema, "__annotations__", {"batch_size": None})  # no schema: nothing known, nothing left out
+    if "batch_size" in data and "batch_size" not in takes and schema.__pydantic_config__["extra"] == "forbid":
+        log.info(f"{data._target_} takes no batch_size: data.batch_size={data.batch_size} is left out")
+        with open_dict(data):
+            del data["batch_size"]
 
 
 def _check_device(trainer: DictConfig) -> None:
