@@ -142,6 +142,14 @@ def test_a_network_gets_the_datas_class_count_and_one_with_the_wrong_outputs_is_
         ImageClassifier(net=fixed, optimizer=optimizer, classes=list("abc"))
 
 
+def test_a_network_refuses_the_datas_image_size_it_cannot_take_in_one_line():
+    optimizer = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
+    deep = {"_target_": "mnist_lab.models.networks.DeepCNN"}  # its last convolution needs 13 px at least
+    with pytest.raises(ConfigError, match=r"model.net.image_size=12 is not allowed: .* \(it is the data's: choose"):
+        ImageClassifier(net=deep, optimizer=optimizer, image_size=12)
+    assert ImageClassifier(net=deep, optimizer=optimizer, image_size=13)(torch.rand(2, 1, 13, 13)).shape == (2, 10)
+
+
 def test_a_checkpoint_of_a_renamed_class_is_migrated():
     from mnist_lab.migration import migrate
 

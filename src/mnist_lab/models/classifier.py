@@ -22,6 +22,7 @@ from mnist_lab.data import mnist
 from mnist_lab.data.contract import READINGS
 from mnist_lab.errors import CheckpointError, ConfigError
 from mnist_lab.migration import migrate
+from mnist_lab.validation import signature_schema, validate
 
 CONFIG_KEY = "run_config"  # a checkpoint's key for the composed config of the run that saved it
 Share = Annotated[float, Field(ge=0, lt=1)]
@@ -52,12 +53,18 @@ DATA_ARGUMENTS = ("num_classes", "image_size", "in_channels")
 
 
 def _data_arguments(net: dict, given: dict[str, int]) -> dict[str, int]:
-    """The ``given`` DATA_ARGUMENTS that the network class takes and its config leaves out."""
+    """The ``given`` DATA_ARGUMENTS that the network class takes and its config leaves out, refused in one line
+    where they break its bounds (the deep CNN's image_size)."""
     try:
         parameters = inspect.signature(get_class(net["_target_"])).parameters
     except Exception:  # noqa: BLE001 - an unknown class is named by build() in its own words
         return {}
-    return {key: given[key] for key in DATA_ARGUMENTS if key in parameters and key not in net}
+    filled = {key: given[key] for key in DATA_ARGUMENTS if key in parameters and key not in net}
+    try:
+        validate(signature_schema(net["_target_"]) or dict, filled, "model.net")  # dict: no hints, no bounds
+    except ConfigError as err:
+        raise ConfigError(f"{str(err).rstrip('.')} (it is the data's: choose a model that takes it).") from None
+    return filled
 
 
 def _check_outputs(net: torch.nn.Module, example: torch.Tensor, classes: int) -> None:
