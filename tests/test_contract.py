@@ -5,8 +5,12 @@ runs of any length train with every scheduler."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from mnist_lab.errors import DataError
 from mnist_lab.models.classifier import load_classifier
@@ -27,6 +31,20 @@ def test_a_users_datamodule_trains_and_its_facts_go_into_the_checkpoint(make_cfg
     assert (model.hparams.image_size, model.hparams.channels, len(model.classes)) == (14, 1, 3)
     assert model.net[1].in_features == 14 * 14 and model.hparams.reading == "resized"
     assert 0.1 < model.hparams.mean < 0.6 and model.hparams.std > 0.1  # the pixels', not MNIST's 0.1307
+
+
+def test_raw_uint8_images_without_a_channel_are_read_as_the_pictures_predict_gives(make_cfg):
+    """uint8 (B, H, W) batches, as a file holds them: the model reads them as floats in [0, 1] (B, 1, H, W), the
+    form predict.py and serve.py give it, for training, testing and the test figures alike."""
+    cfg = user_cfg(make_cfg, "trainer.max_epochs=4", model="cnn", raw=True)
+    metrics, objects = train(cfg)
+    assert metrics["test_acc"] >= 0.9
+    model = load_classifier(objects["checkpoint"])
+    raw = next(iter(objects["datamodule"].test_dataloader()))[0]
+    assert raw.dtype == torch.uint8 and raw.dim() == 3
+    assert torch.allclose(model(raw), model(raw[:, None].float() / 255))
+    drawn = np.asarray(Image.open(Path(cfg.output_dir) / "predictions.png").convert("L"))
+    assert drawn.min() < 60 and np.median(drawn) > 150  # dark bars on light tiles: 0-255 read as 0-1 is all ink
 
 
 def test_without_validation_or_test_data_the_run_trains_keeps_its_last_epoch_and_says_so(make_cfg, caplog):

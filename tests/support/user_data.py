@@ -40,12 +40,14 @@ class BarsData(L.LightningDataModule):
         mixed_sizes: bool = False,
         blank: bool = False,  # every pixel 0
         normalized: bool = False,  # transforms.Normalize's output: centred on 0
+        raw: bool = False,  # images as a file holds them: uint8 (B, H, W), no channel
         validate: bool = True,
         test: bool = True,
     ) -> None:
         super().__init__()
         self.batch_size, self.side, self.count, self.label_offset = batch_size, side, count, label_offset
         self.has_labels, self.mixed_sizes, self.blank, self.normalized = labels, mixed_sizes, blank, normalized
+        self.raw = raw
         if num_classes is not None:
             self.num_classes = num_classes
         if not validate:
@@ -58,6 +60,7 @@ class BarsData(L.LightningDataModule):
             return DataLoader(MixedSizes(), batch_size=4)
         images, labels = pictures(self.count, self.side, seed)
         images = images * 0 if self.blank else (images - 0.3) / 0.3 if self.normalized else images
+        images = (images[:, 0] * 255).round().byte() if self.raw else images
         dataset = TensorDataset(images, labels + self.label_offset) if self.has_labels else TensorDataset(images)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle)
 

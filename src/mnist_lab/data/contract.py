@@ -35,6 +35,14 @@ def loader(datamodule: L.LightningDataModule, stage: str) -> Optional[Any]:
         return found
 
 
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """Images as the contract allows them, (B, C, H, W) or (B, H, W), uint8 or floats in [0, 1], as the networks
+    take them: (B, C, H, W) floats in [0, 1]. The model reads every batch through it: a DataModule needs no
+    transform of its own."""
+    images = images.unsqueeze(1) if images.dim() == 3 else images  # (B, H, W): one channel
+    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+
+
 def _as_pair(batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch as (images, labels), or the one line saying what it is instead."""
     if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], torch.Tensor)):
@@ -44,14 +52,13 @@ def _as_pair(batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(images, (list, tuple)):  # a collate that could not stack them
         sizes = sorted({tuple(image.shape) for image in images})
         raise DataError(f"the {stage} images have mixed sizes {sizes}: resize them to one (transforms.Resize).")
-    if images.dim() == 3:
-        images = images.unsqueeze(1)  # (B, H, W): one channel
+    images = unit_images(images)
     if images.dim() != 4 or labels.dim() != 1 or labels.is_floating_point() or len(labels) != len(images):
         raise DataError(
             f"the {stage} dataloader yields images {tuple(images.shape)} and labels {tuple(labels.shape)} "
             f"{labels.dtype}: it needs images (B, C, H, W) and one integer label per image."
         )
-    return (images.float().div_(255) if images.dtype == torch.uint8 else images.float()), labels
+    return images, labels
 
 
 def batches(datamodule: L.LightningDataModule, stage: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -19,7 +19,7 @@ from typing_extensions import Required, TypedDict
 
 from mnist_lab.building import build
 from mnist_lab.data import mnist
-from mnist_lab.data.contract import READINGS
+from mnist_lab.data.contract import READINGS, unit_images
 from mnist_lab.errors import CheckpointError, ConfigError
 from mnist_lab.migration import migrate
 from mnist_lab.validation import signature_schema, validate
@@ -177,8 +177,9 @@ class ImageClassifier(L.LightningModule):
         return self.hparams.classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for images ``x`` of shape (B, channels, image_size, image_size) with values in [0, 1]."""
-        x = (x - self.hparams.mean) / self.hparams.std
+        """Logits for images ``x`` (B, channels, image_size, image_size) in [0, 1], or any form the data contract
+        allows (``data.contract.unit_images``)."""
+        x = (unit_images(x) - self.hparams.mean) / self.hparams.std
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)

@@ -18,6 +18,7 @@ from pydantic import NonNegativeInt
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mnist_lab import figures
+from mnist_lab.data.contract import unit_images
 from mnist_lab.data.mnist import DIGITS
 
 
@@ -168,7 +169,7 @@ class TestFigures(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        x, y = batch
+        x, y = unit_images(batch[0]), batch[1]  # as the model read them: a DataModule's own may be uint8
         probs = outputs.float().softmax(-1)
         preds = probs.argmax(-1)
         self.confusion.update(preds, y)
