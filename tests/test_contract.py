@@ -47,6 +47,19 @@ def test_raw_uint8_images_without_a_channel_are_read_as_the_pictures_predict_giv
     assert drawn.min() < 60 and np.median(drawn) > 150  # dark bars on light tiles: 0-255 read as 0-1 is all ink
 
 
+def test_a_datamodule_that_makes_its_test_set_in_setup_test_is_tested(make_cfg):
+    cfg = user_cfg(make_cfg, "trainer.max_epochs=4", "model.optimizer.lr=0.1", model="mlp")
+    cfg.data = {"_target_": "support.user_data.StagedBars"}
+    assert train(cfg)[0]["test_acc"] >= 0.9  # its test set did not exist until the Trainer set it up to test
+
+
+def test_validation_images_of_another_size_are_refused_in_one_line(make_cfg):
+    cfg = user_cfg(make_cfg, "trainer.max_epochs=1", model="cnn")
+    cfg.data = {"_target_": "support.user_data.StagedBars", "val_side": 16}
+    with pytest.raises(DataError, match=r"the val images are 1x16x16 .*, the train images 1x12x12: .* make them one"):
+        train(cfg)
+
+
 def test_without_validation_or_test_data_the_run_trains_keeps_its_last_epoch_and_says_so(make_cfg, caplog):
     caplog.set_level(logging.INFO, logger="mnist_lab")
     metrics, objects = train(user_cfg(make_cfg, "trainer.max_epochs=1", validate=False, test=False))

@@ -93,3 +93,28 @@ class OwnBatches(BarsData):
 
     def __init__(self, side: int = 12) -> None:
         super().__init__(batch_size=16, side=side)
+
+
+class StagedBars(L.LightningDataModule):
+    """Bars as Lightning's docs write a DataModule: each stage's data made in ``setup(stage)``, the test set only
+    when testing; ``val_side``: validation images of another size than the training ones."""
+
+    def __init__(self, val_side: int = 12) -> None:
+        super().__init__()
+        self.num_classes, self.val_side = 3, val_side
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.train_set = TensorDataset(*pictures(96, 12, seed=0))
+            self.val_set = TensorDataset(*pictures(48, self.val_side, seed=1))
+        if stage == "test":
+            self.test_set = TensorDataset(*pictures(48, 12, seed=2))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=32)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=32)

@@ -20,7 +20,7 @@ from typing_extensions import Required, TypedDict
 from mnist_lab.building import build
 from mnist_lab.data import mnist
 from mnist_lab.data.contract import READINGS, unit_images
-from mnist_lab.errors import CheckpointError, ConfigError
+from mnist_lab.errors import CheckpointError, ConfigError, DataError
 from mnist_lab.migration import migrate
 from mnist_lab.validation import signature_schema, validate
 
@@ -226,6 +226,13 @@ class ImageClassifier(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy
     ) -> torch.Tensor:
         x, y = batch
+        size = (x.shape[1] if x.dim() == 4 else 1, *x.shape[-2:])
+        made_for = (self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
+        if size != made_for:  # a validation or test set the DataModule did not make as its training images
+            raise DataError(
+                f"the {stage} images are {'x'.join(map(str, size))} (channels x height x width), the train images "
+                f"{'x'.join(map(str, made_for))}: the model takes one size; make them one (transforms.Resize)."
+            )
         logits = self(x)
         accuracy(logits, y)
         self.log(f"{stage}_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)

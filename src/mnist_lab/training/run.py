@@ -12,6 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.building import build
@@ -66,14 +67,18 @@ def prepare(cfg: DictConfig, datamodule: L.LightningDataModule) -> ImageClassifi
 def _test(
     cfg: DictConfig, trainer: L.Trainer, model: ImageClassifier, datamodule: L.LightningDataModule, best: Optional[str]
 ) -> dict[str, float]:
-    """Test the ``best`` checkpoint (None: the final weights) when the run tests and the data has a test set."""
+    """Test the ``best`` checkpoint (None: the final weights) when the run tests and the data has a test set.
+
+    Whether it has one is known once the Trainer has set it up for testing (a DataModule written as Lightning's
+    docs write one makes its test set in ``setup("test")``): test batches, or none."""
     if not cfg.get("test"):
         return {}
-    if loader(datamodule, "test") is None:
+    if is_overridden("test_dataloader", datamodule, L.LightningDataModule):
+        trainer.test(model, datamodule=datamodule, ckpt_path=best)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if "test_acc" not in metrics:
         log.info(f"Not tested: {type(datamodule).__name__} has no test data (test_dataloader).")
         return {}
-    trainer.test(model, datamodule=datamodule, ckpt_path=best)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     log.info(f"Test accuracy: {100 * metrics['test_acc']:.2f} % ({best or 'final weights'})")
     return metrics
 
