@@ -53,6 +53,24 @@ def test_a_datamodule_that_makes_its_test_set_in_setup_test_is_tested(make_cfg):
     assert train(cfg)[0]["test_acc"] >= 0.9  # its test set did not exist until the Trainer set it up to test
 
 
+def test_a_normalize_among_the_datamodules_transforms_becomes_the_models(make_cfg):
+    """Lightning's docs normalise MNIST in the DataModule (transforms.Normalize): the model takes the Normalize over,
+    so it reads new pictures in [0, 1] (predict.py's, serve.py's) as it read its training images."""
+    from mnist_lab.data.contract import tensors
+    from mnist_lab.data.datamodule import data_of_run
+    from support.user_data import pictures
+
+    cfg = user_cfg(make_cfg, "trainer.max_epochs=4", "model.optimizer.lr=0.1", model="mlp")
+    cfg.data = {"_target_": "support.user_data.NormalizedBars"}
+    assert train(cfg)[0]["test_acc"] >= 0.9
+    model = load_classifier(Path(cfg.output_dir) / "checkpoints" / "last.ckpt")
+    assert (model.hparams.mean, model.hparams.std) == (0.3, 0.4)
+    images, labels = pictures(60, 12, seed=5)  # new pictures, in [0, 1]
+    assert (model(images).argmax(1) == labels).float().mean() >= 0.9
+    test_images = tensors(data_of_run(model.run_config), "test")[0]  # eval.py's data: as the model reads it
+    assert test_images.min() >= 0 and test_images.max() <= 1
+
+
 def test_validation_images_of_another_size_are_refused_in_one_line(make_cfg):
     cfg = user_cfg(make_cfg, "trainer.max_epochs=1", model="cnn")
     cfg.data = {"_target_": "support.user_data.StagedBars", "val_side": 16}

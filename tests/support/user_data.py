@@ -4,9 +4,12 @@ Its switches make it break the contract the ways a user's DataModule may."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+from torchvision import transforms
 
 
 def pictures(count: int, side: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +112,42 @@ class StagedBars(L.LightningDataModule):
             self.val_set = TensorDataset(*pictures(48, self.val_side, seed=1))
         if stage == "test":
             self.test_set = TensorDataset(*pictures(48, 12, seed=2))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=32)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=32)
+
+
+class Transformed(Dataset):
+    """Images through a torchvision transform, as a torchvision dataset applies its ``transform``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.images[i]), self.labels[i]
+
+
+class NormalizedBars(L.LightningDataModule):
+    """Bars as Lightning's docs' MNISTDataModule reads MNIST: through a ``transforms.Normalize`` of the data's
+    mean and std, its sets made in ``setup(stage)`` (random_split's Subsets), here with their transforms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_classes = 3
+
+    def setup(self, stage: str) -> None:
+        normalize = transforms.Compose([transforms.Normalize((0.3,), (0.4,))])  # a new one at each setup
+        full = Transformed(*pictures(144, 12, seed=0), normalize)
+        self.train_set, self.val_set, self.test_set = random_split(full, [96, 24, 24], torch.Generator().manual_seed(0))
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=32, shuffle=True)

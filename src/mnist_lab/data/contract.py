@@ -5,7 +5,8 @@ Any LightningDataModule trains here whose dataloaders yield ``(images, labels)``
 as ``num_classes`` or ``classes``. What else a model must know to read a new picture (image size, channels,
 pixel statistics, class names, how a picture is read) is taken from the DataModule where it has it and
 inferred from a training batch where it has not; either way it goes into the model, and so into its
-checkpoint. A validation or test dataloader is optional: without one the run does not validate or test.
+checkpoint. A validation or test dataloader is optional: without one the run does not validate or test. A
+``transforms.Normalize`` among the DataModule's transforms becomes the model's (``take_normalize``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from typing import Any, Iterator, Optional
 import lightning as L
 import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
+from torchvision import transforms
+from torchvision.transforms import v2
 
 from mnist_lab.errors import DataError
+from mnist_lab.logs import get_logger
+
+log = get_logger(__name__)
 
 READINGS = ("digits", "picture", "resized")  # how predict.py and serve.py read a picture (inference.reading)
+NORMALIZE = (transforms.Normalize, v2.Normalize)
+CONTAINING = ("transforms", "transform", "dataset")  # where a Normalize sits: a Compose, a dataset, a Subset
 OVERSHOOT = 0.1  # how far past [0, 1] a picture's pixels may reach (a bicubic resize's ringing), not normalised ones
 
 
@@ -107,12 +115,44 @@ def class_names(datamodule: L.LightningDataModule) -> list[str]:
     return [str(label) for label in range(count)]
 
 
+def _normalizes(obj: Any, depth: int = 6) -> Iterator[Any]:
+    """The torchvision ``Normalize`` transforms (v1 or v2) that ``obj`` reaches: a DataModule's attributes, a
+    Compose's transforms, a dataset's transform, a Subset's (random_split's) dataset."""
+    if isinstance(obj, NORMALIZE):
+        yield obj
+        return
+    if not depth or obj is None:
+        return
+    children = list(vars(obj).values()) if isinstance(obj, L.LightningDataModule) else []
+    children += list(obj) if isinstance(obj, list) else [getattr(obj, key, None) for key in CONTAINING]
+    for child in children:
+        yield from _normalizes(child, depth - 1)
+
+
+def take_normalize(datamodule: L.LightningDataModule) -> dict[str, float]:
+    """A ``transforms.Normalize`` among the DataModule's transforms, taken into the model: set to leave pixels as
+    they are (the data then yields pictures in [0, 1]), its mean and std returned for the model to normalise with,
+    new pictures too. Called again wherever the data is set up anew (each stage may make its transforms again)."""
+    found = [n for n in _normalizes(datamodule) if any(m != 0 for m in n.mean) or any(s != 1 for s in n.std)]
+    means, stds = {float(m) for n in found for m in n.mean}, {float(s) for n in found for s in n.std}
+    if len(means) > 1 or len(stds) > 1:
+        raise DataError(
+            f"{type(datamodule).__name__} normalises each channel its own way (transforms.Normalize, means "
+            f"{sorted(means)}, stds {sorted(stds)}): drop it, the model normalises the pictures itself."
+        )
+    for normalize in found:
+        normalize.mean, normalize.std = [0.0] * len(normalize.mean), [1.0] * len(normalize.std)
+    return {"mean": means.pop(), "std": stds.pop()} if found else {}
+
+
 def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
     """What a model of this data needs beyond Lightning's contract: classes, image_size, channels, mean, std and
     reading. Sets the data up and reads one training batch, refused in one line if it breaks the contract."""
     datamodule.prepare_data()
     datamodule.setup("fit")
-    classes = class_names(datamodule)
+    classes, normalized = class_names(datamodule), take_normalize(datamodule)
+    if normalized:
+        log.info(f"{type(datamodule).__name__}'s transforms.Normalize{tuple(normalized.values())} is the model's now")
     first = next(batches(datamodule, "train"), None)
     if first is None:
         raise DataError(f"{type(datamodule).__name__} has no training batches: its train_dataloader is empty.")
@@ -126,11 +166,11 @@ def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
     if low < -OVERSHOOT or high > 1 + OVERSHOOT:  # normalised, or 0-255 as floats: read wrong in every new picture
         raise DataError(
             f"the train images hold values from {low:.2f} to {high:.2f}, not 0 to 1: give floats in [0, 1] "
-            "(transforms.ToTensor) or uint8, without transforms.Normalize: the model normalises them itself."
+            "(transforms.ToTensor) or uint8, normalised by a transforms.Normalize among its transforms or not at all."
         )
     if images.shape[-1] != images.shape[-2]:
         raise DataError(f"the train images are {images.shape[-2]}x{images.shape[-1]}: the networks take square ones.")
-    declared = {key: getattr(datamodule, key, None) for key in ("mean", "std", "reading")}
+    declared = {key: getattr(datamodule, key, None) for key in ("mean", "std", "reading")} | normalized
     std = declared["std"] if declared["std"] is not None else round(float(images.std()), 4)
     if std == 0:  # normalising would divide by zero: every loss NaN
         raise DataError("every pixel of the first training batch is the same (std 0): there is nothing to learn from.")

@@ -19,7 +19,7 @@ from typing_extensions import Annotated
 
 from mnist_lab.data.augment import Augment, random_distortion
 from mnist_lab.data.batching import IndexBatchSampler, TensorBatches
-from mnist_lab.data.contract import READINGS
+from mnist_lab.data.contract import READINGS, take_normalize
 from mnist_lab.data.folder import as_channels, load_image_folder
 from mnist_lab.data.kaggle_csv import read_image_csv
 from mnist_lab.data.mnist import DIGITS, MEAN, SIDE, STD, TRAIN_COUNT, load_shipped, load_torchvision, to_unit
@@ -253,4 +253,5 @@ def data_of_run(run_config: Optional[dict], data_dir: Optional[str] = None) -> L
     datamodule = build(conf, where="data")
     datamodule.prepare_data()
     datamodule.setup("test")
+    take_normalize(datamodule)  # as when it trained: the model normalises
     return datamodule

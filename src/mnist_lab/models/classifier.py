@@ -19,7 +19,7 @@ from typing_extensions import Required, TypedDict
 
 from mnist_lab.building import build
 from mnist_lab.data import mnist
-from mnist_lab.data.contract import READINGS, unit_images
+from mnist_lab.data.contract import READINGS, take_normalize, unit_images
 from mnist_lab.errors import CheckpointError, ConfigError, DataError
 from mnist_lab.migration import migrate
 from mnist_lab.validation import signature_schema, validate
@@ -208,6 +208,12 @@ class ImageClassifier(L.LightningModule):
     def _check_finite(self) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
         self.train_sums.check(self.global_step, self.current_epoch, lr)
+
+    def setup(self, stage: str) -> None:
+        # The data set up anew for this stage (a DataModule may make its transforms in its setup): a Normalize among
+        # them stays the model's (data.contract.take_normalize, which read it before the model was built).
+        if self.trainer is not None and self.trainer.datamodule is not None:
+            take_normalize(self.trainer.datamodule)
 
     def on_fit_start(self) -> None:
         # Compiled for training only: eval.py, predict.py and serve.py load the network and answer at once.
