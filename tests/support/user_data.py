@@ -136,24 +136,11 @@ class Transformed(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-class NormalizedBars(L.LightningDataModule):
+class NormalizedBars(StagedBars):
     """Bars as Lightning's docs' MNISTDataModule reads MNIST: through a ``transforms.Normalize`` of the data's
     mean and std, its sets made in ``setup(stage)`` (random_split's Subsets), here with their transforms."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.num_classes = 3
 
     def setup(self, stage: str) -> None:
         normalize = transforms.Compose([transforms.Normalize((0.3,), (0.4,))])  # a new one at each setup
         full = Transformed(*pictures(144, 12, seed=0), normalize)
         self.train_set, self.val_set, self.test_set = random_split(full, [96, 24, 24], torch.Generator().manual_seed(0))
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=32, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=32)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=32)
