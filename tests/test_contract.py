@@ -53,20 +53,23 @@ def test_a_datamodule_that_makes_its_test_set_in_setup_test_is_tested(make_cfg):
     assert train(cfg)[0]["test_acc"] >= 0.9  # its test set did not exist until the Trainer set it up to test
 
 
-def test_a_normalize_among_the_datamodules_transforms_becomes_the_models(make_cfg):
-    """Lightning's docs normalise MNIST in the DataModule (transforms.Normalize): the model takes the Normalize over,
-    so it reads new pictures in [0, 1] (predict.py's, serve.py's) as it read its training images."""
+@pytest.mark.parametrize("mean, std", [((0.3,), (0.4,)), ((0.3, 0.2, 0.1), (0.4, 0.5, 0.6))])
+def test_a_normalize_among_the_datamodules_transforms_becomes_the_models(make_cfg, mean, std):
+    """Lightning's docs normalise MNIST in the DataModule (transforms.Normalize; colour pictures: one mean a
+    channel): the model takes it over, so it reads new pictures in [0, 1] (predict.py's, serve.py's) as it read
+    its training images."""
     from mnist_lab.data.contract import tensors
     from mnist_lab.data.datamodule import data_of_run
     from support.user_data import pictures
 
     cfg = user_cfg(make_cfg, "trainer.max_epochs=4", "model.optimizer.lr=0.1", model="mlp")
-    cfg.data = {"_target_": "support.user_data.NormalizedBars"}
+    cfg.data = {"_target_": "support.user_data.NormalizedBars", "mean": list(mean), "std": list(std)}
     assert train(cfg)[0]["test_acc"] >= 0.9
     model = load_classifier(Path(cfg.output_dir) / "checkpoints" / "last.ckpt")
-    assert (model.hparams.mean, model.hparams.std) == (0.3, 0.4)
+    one = len(mean) == 1
+    assert (model.hparams.mean, model.hparams.std) == ((mean[0], std[0]) if one else (list(mean), list(std)))
     images, labels = pictures(60, 12, seed=5)  # new pictures, in [0, 1]
-    assert (model(images).argmax(1) == labels).float().mean() >= 0.9
+    assert (model(images.expand(-1, len(mean), -1, -1)).argmax(1) == labels).float().mean() >= 0.9
     test_images = tensors(data_of_run(model.run_config), "test")[0]  # eval.py's data: as the model reads it
     assert test_images.min() >= 0 and test_images.max() <= 1
 

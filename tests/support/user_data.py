@@ -137,10 +137,16 @@ class Transformed(Dataset):
 
 
 class NormalizedBars(StagedBars):
-    """Bars as Lightning's docs' MNISTDataModule reads MNIST: through a ``transforms.Normalize`` of the data's
-    mean and std, its sets made in ``setup(stage)`` (random_split's Subsets), here with their transforms."""
+    """Bars as Lightning's docs' MNISTDataModule reads MNIST: through a ``transforms.Normalize`` of ``mean`` and
+    ``std`` (one a channel: ``channels`` of them, the gray bars repeated), its sets made in ``setup(stage)``
+    (random_split's Subsets), here with their transforms."""
+
+    def __init__(self, mean: tuple = (0.3,), std: tuple = (0.4,)) -> None:
+        super().__init__()
+        self.mean_std = mean, std
 
     def setup(self, stage: str) -> None:
-        normalize = transforms.Compose([transforms.Normalize((0.3,), (0.4,))])  # a new one at each setup
-        full = Transformed(*pictures(144, 12, seed=0), normalize)
+        normalize = transforms.Compose([transforms.Normalize(*self.mean_std)])  # a new one at each setup
+        images, labels = pictures(144, 12, seed=0)
+        full = Transformed(images.expand(-1, len(self.mean_std[0]), -1, -1), labels, normalize)
         self.train_set, self.val_set, self.test_set = random_split(full, [96, 24, 24], torch.Generator().manual_seed(0))

@@ -129,20 +129,28 @@ def _normalizes(obj: Any, depth: int = 6) -> Iterator[Any]:
         yield from _normalizes(child, depth - 1)
 
 
-def take_normalize(datamodule: L.LightningDataModule) -> dict[str, float]:
+def take_normalize(datamodule: L.LightningDataModule) -> dict[str, float | list[float]]:
     """A ``transforms.Normalize`` among the DataModule's transforms, taken into the model: set to leave pixels as
     they are (the data then yields pictures in [0, 1]), its mean and std returned for the model to normalise with,
-    new pictures too. Called again wherever the data is set up anew (each stage may make its transforms again)."""
+    new pictures too (one number, or one a channel). Called again wherever the data is set up anew (each stage may
+    make its transforms again)."""
     found = [n for n in _normalizes(datamodule) if any(m != 0 for m in n.mean) or any(s != 1 for s in n.std)]
-    means, stds = {float(m) for n in found for m in n.mean}, {float(s) for n in found for s in n.std}
-    if len(means) > 1 or len(stds) > 1:
+    if not found:
+        return {}
+    stats = {(tuple(map(float, n.mean)), tuple(map(float, n.std))) for n in found}
+    if len(stats) > 1:
         raise DataError(
-            f"{type(datamodule).__name__} normalises each channel its own way (transforms.Normalize, means "
-            f"{sorted(means)}, stds {sorted(stds)}): drop it, the model normalises the pictures itself."
+            f"{type(datamodule).__name__} normalises its images in {len(stats)} ways (transforms.Normalize "
+            f"{sorted(stats)}): give its sets one, the model normalises every picture with it."
         )
     for normalize in found:
         normalize.mean, normalize.std = [0.0] * len(normalize.mean), [1.0] * len(normalize.std)
-    return {"mean": means.pop(), "std": stds.pop()} if found else {}
+    [(mean, std)] = stats
+    return {"mean": _one_or_each(mean), "std": _one_or_each(std)}
+
+
+def _one_or_each(values: tuple[float, ...]) -> float | list[float]:
+    return values[0] if len(set(values)) == 1 else list(values)
 
 
 def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
@@ -152,7 +160,8 @@ def data_facts(datamodule: L.LightningDataModule) -> dict[str, Any]:
     datamodule.setup("fit")
     classes, normalized = class_names(datamodule), take_normalize(datamodule)
     if normalized:
-        log.info(f"{type(datamodule).__name__}'s transforms.Normalize{tuple(normalized.values())} is the model's now")
+        given = ", ".join(f"{key}={value}" for key, value in normalized.items())
+        log.info(f"{type(datamodule).__name__}'s transforms.Normalize({given}) is the model's now")
     first = next(batches(datamodule, "train"), None)
     if first is None:
         raise DataError(f"{type(datamodule).__name__} has no training batches: its train_dataloader is empty.")

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -82,7 +82,7 @@ def _check_outputs(net: torch.nn.Module, example: torch.Tensor, classes: int) ->
 
 def _plain(value: Any) -> Any:
     # Checkpoints must load with weights_only=True, which refuses OmegaConf containers.
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 class EpochSums(torch.nn.Module):
@@ -145,20 +145,22 @@ class ImageClassifier(L.LightningModule):
         channels: PositiveInt = 1,
         # Part of the model, so a checkpoint carries its preprocessing; train.py passes the data's
         # (data.contract.data_facts): how a picture is read, and the statistics its pixels are normalised with.
-        mean: float = mnist.MEAN,
-        std: PositiveFloat = mnist.STD,
+        mean: float | list[float] = mnist.MEAN,  # a list: one a channel (a transforms.Normalize of colour pictures)
+        std: PositiveFloat | list[PositiveFloat] = mnist.STD,
         reading: Literal[READINGS] = "digits",  # type: ignore[valid-type]
         channels_last: bool = False,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
         super().__init__()
-        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        net, optimizer, scheduler, mean, std = map(_plain, (net, optimizer, scheduler, mean, std))
         classes = list(classes) if classes else mnist.DIGITS
         self.save_hyperparameters(logger=False)
         self.hparams.classes = classes
         # A refused argument raises its UserError, also from a checkpoint.
         given = {"num_classes": len(classes), "image_size": image_size, "in_channels": channels}
         self.net = build(net, where="model.net", **_data_arguments(net, given))
+        for name, value in (("pixel_mean", mean), ("pixel_std", std)):  # forward()'s, on its device; hparams keep them
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float).view(-1, 1, 1), persistent=False)
         # For the model graph and summary; two images because batch norm refuses one in training mode.
         self.example_input_array = torch.zeros(2, channels, image_size, image_size)
         _check_outputs(self.net, self.example_input_array, len(classes))
@@ -179,7 +181,7 @@ class ImageClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for images ``x`` (B, channels, image_size, image_size) in [0, 1], or any form the data contract
         allows (``data.contract.unit_images``)."""
-        x = (unit_images(x) - self.hparams.mean) / self.hparams.std
+        x = (unit_images(x) - self.pixel_mean) / self.pixel_std
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
