@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torchvision import transforms
 from torchvision.transforms import v2
 
+from mnist_lab.data.mnist import to_unit
 from mnist_lab.errors import DataError
 from mnist_lab.logs import get_logger
 
@@ -48,7 +49,7 @@ def unit_images(images: torch.Tensor) -> torch.Tensor:
     take them: (B, C, H, W) floats in [0, 1]. The model reads every batch through it: a DataModule needs no
     transform of its own."""
     images = images.unsqueeze(1) if images.dim() == 3 else images  # (B, H, W): one channel
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    return to_unit(images) if images.dtype == torch.uint8 else images.float()
 
 
 def _as_pair(batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,8 +67,9 @@ def fit_batch_size(data: DictConfig) -> None:
     """A model's YAML sets ``data.batch_size`` (conf/model/*.yaml: its batch, tuned with its learning rate). A
     DataModule that takes no batch_size batches its own way: the key is left out, and one line says so."""
     schema = signature_schema(data.get("_target_", ""))
-    takes = getattr(schema, "__annotations__", {"batch_size": None})  # no schema: nothing known, nothing left out
-    if "batch_size" in data and "batch_size" not in takes and schema.__pydantic_config__["extra"] == "forbid":
+    if schema is None or "batch_size" not in data:  # no schema: nothing known, nothing left out
+        return
+    if "batch_size" not in schema.__annotations__ and schema.__pydantic_config__["extra"] == "forbid":
         log.info(f"{data._target_} takes no batch_size: data.batch_size={data.batch_size} is left out")
         with open_dict(data):
             del data["batch_size"]
